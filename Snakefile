@@ -1,0 +1,25 @@
+# PULSE: which knowledge (fine-tuned vs pre-trained) and how long (one-shot vs sequential
+# requests) can multimodal unlearning hold up? One DAG, every checkpoint a file target:
+#   data -> base -> finetune -> unlearn step 1..K (per knowledge, method, schedule) -> evaluate -> report
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/base.smk"
+include: "workflow/rules/finetune.smk"
+include: "workflow/rules/unlearn.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        f"{RUN}/summary.csv",
+        f"{RUN}/summary.md",
+    default_target: True

@@ -1,0 +1,93 @@
+"""``pulse <stage>``: every workflow stage as a command the Snakemake rules call.
+
+Each stage takes its settings as ``--params`` (JSON text, or @file.json) so that Snakemake sees
+exactly which settings a job depends on and re-runs only the jobs whose settings changed.
+Heavy imports happen inside the stage functions, so ``pulse check-config`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _params(text: str) -> dict:
+    if text.startswith("@"):
+        return json.loads(Path(text[1:]).read_text())
+    return json.loads(text)
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pulse", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="stage", required=True)
+
+    def stage(name: str, help_text: str, *, data=True, base=False, chain=False, out="directory"):
+        command = sub.add_parser(name, help=help_text)
+        command.add_argument("--params", type=_params, required=True, help="JSON settings or @file.json")
+        command.add_argument("--threads", type=int, default=1, help="torch threads")
+        if data:
+            command.add_argument("--data", required=True, help="data directory (MLLMU-Bench layout)")
+        if base:
+            command.add_argument("--base", required=True, help="base model directory")
+        if chain:
+            command.add_argument("--chain", nargs="*", default=[], help="adapter directories, in order")
+        command.add_argument("--out", required=True, help=f"output {out}")
+        return command
+
+    stage("data", "write the synthetic world and forget/retain splits", data=False)
+    stage("base", "build and pre-train the tiny base model")
+    stage("finetune", "inject the fictitious entities with LoRA", base=True)
+    stage("unlearn", "one unlearning request on top of a chain", base=True, chain=True)
+    stage("evaluate", "score one checkpoint", base=True, chain=True, out="JSON file")
+    summary = sub.add_parser("summarize", help="summary.csv and summary.md from evaluation files")
+    summary.add_argument("--manifest", type=_params, required=True,
+                         help="JSON list of {knowledge, method, schedule, step, requests, path}")
+    summary.add_argument("--splits", required=True)
+    summary.add_argument("--csv", required=True)
+    summary.add_argument("--md", required=True)
+    check = sub.add_parser("check-config", help="validate a config file and print it resolved")
+    check.add_argument("config")
+
+    args = parser.parse_args(argv)
+    if args.stage == "check-config":
+        from pulse.config import ConfigError, load
+        try:
+            print(json.dumps(load(args.config), indent=1))
+        except ConfigError as error:
+            print(error, file=sys.stderr)
+            return 2
+        return 0
+    if args.stage == "summarize":
+        from pulse.report.summary import write
+        write(args.manifest, args.splits, args.csv, args.md)
+        return 0
+    if args.stage == "data":
+        from pulse.stages import data
+        data.run(args.params, args.out)
+        return 0
+
+    import torch
+    torch.set_num_threads(args.threads)
+    if args.stage == "base":
+        from pulse.stages import base
+        base.run(args.params, args.data, args.out, log=_log)
+    elif args.stage == "finetune":
+        from pulse.stages import finetune
+        finetune.run(args.params, args.data, args.base, args.out, log=_log)
+    elif args.stage == "unlearn":
+        from pulse.stages import unlearn
+        unlearn.run(args.params, args.data, args.base, args.chain, args.out, log=_log)
+    elif args.stage == "evaluate":
+        from pulse.stages import evaluate
+        evaluate.run(args.params, args.data, args.base, args.chain, args.out, log=_log)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Metrics: pure functions of a model's scores (no files)."""

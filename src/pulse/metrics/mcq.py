@@ -1,0 +1,80 @@
+"""MCQ accuracy by option likelihood: each option is scored as the continuation of the prompt
+(summed log-probability of its tokens, no end-of-sequence token, as lm-eval-harness does) and the
+most likely option is the model's choice.
+
+Options that are one token each are scored exactly from the next-token distribution of one
+forward pass of the prompt (all four at once); longer options get one sequence each. Either way
+many questions share a batch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from pulse.models.encoding import Encoded, Encoder, collate
+
+
+def _batches(items: list, batch_size: int):
+    for start in range(0, len(items), batch_size):
+        yield items[start:start + batch_size]
+
+
+def _forward(model, encoder: Encoder, sequences: list[Encoded]) -> tuple[torch.Tensor, dict]:
+    parameter = next(model.parameters())
+    batch = collate(sequences, encoder.tokenizer.pad_token_id)
+    batch = {k: v.to(parameter.device) for k, v in batch.items()}
+    if "pixel_values" in batch:
+        batch["pixel_values"] = batch["pixel_values"].to(parameter.dtype)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    return torch.log_softmax(model(**inputs).logits.float(), dim=-1), batch
+
+
+def _option_ids(encoder: Encoder, option: str) -> list[int]:
+    return list(encoder.tokenizer(" " + option, add_special_tokens=False)["input_ids"])
+
+
+@torch.no_grad()
+def score_options(model, encoder: Encoder, mcqs, batch_size: int = 64) -> list[list[float]]:
+    """Log-likelihood of every option of every question, in the order of ``mcqs``."""
+    scores: list[list[float] | None] = [None] * len(mcqs)
+    options = [[_option_ids(encoder, o) for o in q.options] for q in mcqs]
+    single = [i for i, opts in enumerate(options) if all(len(o) == 1 for o in opts)]
+    multi = [i for i, opts in enumerate(options) if any(len(o) != 1 for o in opts)]
+
+    for chunk in _batches(single, batch_size):
+        prompts = [encoder.encode(mcqs[i].question, "", mcqs[i].image) for i in chunk]
+        for p in prompts:  # prompt only: drop the (empty) answer and EOS tokens
+            p.input_ids = p.input_ids[:p.answer_start]
+        logprobs, batch = _forward(model, encoder, prompts)
+        last = batch["attention_mask"].sum(dim=1) - 1
+        for row, i in enumerate(chunk):
+            ids = torch.tensor([o[0] for o in options[i]], device=logprobs.device)
+            scores[i] = logprobs[row, last[row], ids].tolist()
+
+    flat = [(i, o) for i in multi for o in options[i]]
+    multi_scores: list[float] = []
+    for chunk in _batches(flat, batch_size):
+        sequences = []
+        for i, ids in chunk:
+            prompt = encoder.prompt_ids(mcqs[i].question, mcqs[i].image)
+            pixels = None if mcqs[i].image is None else encoder.pixels(mcqs[i].image)
+            sequences.append(Encoded(prompt + ids, len(prompt), pixels))
+        logprobs, batch = _forward(model, encoder, sequences)
+        labels = batch["labels"][:, 1:]
+        token = logprobs[:, :-1].gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        multi_scores += (token * (labels != -100)).sum(dim=1).tolist()
+    cursor = 0
+    for i in multi:
+        scores[i] = multi_scores[cursor:cursor + len(options[i])]
+        cursor += len(options[i])
+    return scores
+
+
+def choices(option_scores: list[list[float]]) -> list[int]:
+    return [max(range(len(s)), key=s.__getitem__) for s in option_scores]
+
+
+def accuracy(predicted: list[int], answers: list[int]) -> float:
+    if not answers:
+        raise ValueError("accuracy of an empty set")
+    return sum(p == a for p, a in zip(predicted, answers)) / len(answers)

@@ -1,0 +1,1 @@
+"""Models: the tiny LLaVA builder, prompt encoding and the adapter chain."""

@@ -1,0 +1,81 @@
+"""The model at step k of a chain: base weights + fine-tune adapter + step adapters 1..k.
+
+Each stage stores only its own LoRA delta; adapters are merged in order into the base so that
+the next stage trains a fresh adapter on top. Weights load from safetensors only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+from pulse.io import atomic_dir
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+LM_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def device_of(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def load_base(base_dir: str | Path, device: str = "cpu", dtype: str = "float32",
+              trust_remote_code: bool = False):
+    base_dir = Path(base_dir)
+    if not (base_dir / "config.json").exists():
+        raise FileNotFoundError(f"{base_dir}: no model checkpoint (config.json missing)")
+    model = LlavaForConditionalGeneration.from_pretrained(
+        base_dir, dtype=DTYPES[dtype], use_safetensors=True, local_files_only=True,
+        trust_remote_code=trust_remote_code)
+    processor = AutoProcessor.from_pretrained(base_dir, local_files_only=True,
+                                              trust_remote_code=trust_remote_code)
+    model.to(device_of(device)).eval()
+    return model, processor
+
+
+def merge_adapter(model, adapter_dir: str | Path):
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / "adapter_model.safetensors").exists():
+        raise FileNotFoundError(f"{adapter_dir}: adapter_model.safetensors missing")
+    return PeftModel.from_pretrained(model, adapter_dir, use_safetensors=True).merge_and_unload()
+
+
+def load_chain(base_dir, adapters=(), device: str = "cpu", dtype: str = "float32"):
+    """The model with every adapter of ``adapters`` merged in order, and its processor."""
+    model, processor = load_base(base_dir, device, dtype)
+    for adapter in adapters:
+        model = merge_adapter(model, adapter)
+    return model.eval(), processor
+
+
+def add_lora(model, rank: int, alpha: int, dropout: float = 0.0, modules=LM_LINEAR):
+    """A fresh LoRA adapter on the language model's linear layers only (not the vision tower)."""
+    target = r".*language_model.*\.(" + "|".join(modules) + ")"
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=target,
+                        bias="none")
+    return get_peft_model(model, config)
+
+
+def _write_extras(directory: Path, extras: dict | None) -> None:
+    for name, payload in (extras or {}).items():
+        (directory / name).write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
+
+
+def save_adapter(peft_model, out_dir: str | Path, extras: dict | None = None) -> None:
+    """Save only the adapter (the step's delta), plus JSON ``extras`` such as the loss history."""
+    with atomic_dir(out_dir) as tmp:
+        peft_model.save_pretrained(tmp, safe_serialization=True)
+        _write_extras(tmp, extras)
+
+
+def save_model(model, processor, out_dir: str | Path, extras: dict | None = None) -> None:
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        processor.save_pretrained(tmp)
+        _write_extras(tmp, extras)

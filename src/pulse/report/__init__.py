@@ -1,0 +1,1 @@
+"""Tables and plots, computed from evaluation JSON files only."""

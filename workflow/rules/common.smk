@@ -1,0 +1,83 @@
+# Configuration checks and target lists shared by every stage.
+import json
+import re
+
+from snakemake.utils import validate
+
+from pulse.config import method_settings
+from pulse.config import validate as check_config
+
+
+# Keys, types and defaults (JSON schema), then what a schema cannot say (methods exist, K fits).
+validate(config, "../schemas/config.schema.yaml")
+config.update(check_config(config))
+
+RUN = f"results/{config['run']}"
+DATA = f"{RUN}/data"
+DATA_FILES = [
+    f"{DATA}/{population}_{split}.parquet"
+    for population in ("world", "fictitious", "holdout", "utility")
+    for split in ("train", "test")
+] + [f"{DATA}/splits.json"]
+BASE = f"{RUN}/base"
+FINETUNE = f"{RUN}/finetune"
+KNOWLEDGE = config["unlearn"]["knowledge"]
+METHODS = list(config["unlearn"]["methods"])
+SCHEDULES = config["unlearn"]["schedules"]
+
+
+wildcard_constraints:
+    knowledge="|".join(KNOWLEDGE),
+    method="|".join(re.escape(m) for m in METHODS),
+    schedule="|".join(SCHEDULES),
+    step=r"[1-9][0-9]*",
+
+
+MODEL_RUNTIME = {"device": config["model"]["device"], "dtype": config["model"]["dtype"]}
+
+
+def as_json(payload):
+    return json.dumps(payload, sort_keys=True)
+
+
+def starts_from_base(knowledge):
+    return knowledge == "pretrained" and config["unlearn"]["pretrained_start"] == "base"
+
+
+def unlearn_dir(knowledge, method, schedule, step):
+    return f"{RUN}/unlearn/{knowledge}/{method}/{schedule}/step{step}"
+
+
+def adapter_chain(knowledge, method, schedule, step):
+    """Adapter directories whose merge gives the model at ``step`` (step 0 = the start)."""
+    start = [] if starts_from_base(knowledge) else [FINETUNE]
+    return start + [unlearn_dir(knowledge, method, schedule, s) for s in range(1, int(step) + 1)]
+
+
+def adapter_files(directories):
+    return [f"{d}/adapter_model.safetensors" for d in directories]
+
+
+def eval_file(knowledge, method, schedule, step):
+    if int(step) == 0:
+        return f"{RUN}/eval/base.json" if starts_from_base(knowledge) else f"{RUN}/eval/finetune.json"
+    return f"{RUN}/eval/{knowledge}/{method}/{schedule}/step{step}.json"
+
+
+def checkpoint_coordinates():
+    """Every (knowledge, method, schedule, step) of the run, step 0 included."""
+    return [
+        (k, m, s, step)
+        for k in KNOWLEDGE
+        for m in METHODS
+        for s, requests in SCHEDULES.items()
+        for step in range(0, requests + 1)
+    ]
+
+
+def threads_of(stage):
+    return config["threads"][stage]
+
+
+def resources_of(stage):
+    return config["resources"][stage]

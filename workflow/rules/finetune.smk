@@ -1,0 +1,22 @@
+# Stage 3 - knowledge injection: a LoRA adapter teaches the fictitious entities while world
+# data is replayed, so the fine-tuned model holds both kinds of knowledge (= step 0).
+
+
+rule finetune:
+    input:
+        DATA_FILES,
+        f"{BASE}/model.safetensors",
+    output:
+        f"{FINETUNE}/adapter_model.safetensors",
+    params:
+        settings=as_json({"seed": config["seed"], **MODEL_RUNTIME, "train": config["finetune"]}),
+    threads: threads_of("finetune")
+    resources:
+        **resources_of("finetune"),
+    log:
+        f"{RUN}/logs/finetune.log",
+    benchmark:
+        f"{RUN}/benchmarks/finetune.tsv"
+    shell:
+        "pulse finetune --params {params.settings:q} --data {DATA} --base {BASE} --out {FINETUNE}"
+        " --threads {threads} > {log:q} 2>&1"
