@@ -4,11 +4,13 @@
 
 rule base:
     input:
-        DATA_FILES,
+        data=DATA_FILES,
     output:
         f"{BASE}/model.safetensors",
         f"{BASE}/config.json",
     params:
+        data=input_dir("data"),
+        out=output_dir,
         settings=as_json(
             {
                 "seed": config["seed"],
@@ -25,5 +27,5 @@ rule base:
     benchmark:
         f"{RUN}/benchmarks/base.tsv"
     shell:
-        "pulse base --params {params.settings:q} --data {DATA} --out {BASE}"
+        "pulse base --params {params.settings:q} --data {params.data:q} --out {params.out:q}"
         " --threads {threads} > {log:q} 2>&1"

@@ -1,5 +1,6 @@
 # Configuration checks and target lists shared by every stage.
 import json
+import os
 import re
 
 from snakemake.utils import validate
@@ -72,6 +73,77 @@ def checkpoint_coordinates():
         for m in METHODS
         for s, requests in SCHEDULES.items()
         for step in range(0, requests + 1)
+    ]
+
+
+def input_dir(name):
+    """Params function: the directory of the named input (its first file if a list)."""
+
+    def directory(wildcards, input):
+        files = input[name]
+        return os.path.dirname(files if isinstance(files, str) else files[0])
+
+    return directory
+
+
+def output_dir(wildcards, output):
+    return os.path.dirname(output[0])
+
+
+def chain_dirs(wildcards, input):
+    return [os.path.dirname(f) for f in input.chain]
+
+
+def previous_chain(wildcards):
+    """Adapter files of the model that unlearning request ``step`` starts from."""
+    step = int(wildcards.step) - 1
+    return adapter_files(adapter_chain(wildcards.knowledge, wildcards.method, wildcards.schedule, step))
+
+
+def unlearn_settings(wildcards):
+    return as_json(
+        {
+            **method_settings(config, wildcards.method),
+            **MODEL_RUNTIME,
+            "seed": config["seed"],
+            "knowledge": wildcards.knowledge,
+            "schedule": wildcards.schedule,
+            "request": int(wildcards.step),
+            "requests": SCHEDULES[wildcards.schedule],
+        }
+    )
+
+
+def checkpoint_chain(name):
+    """Adapter directories of a checkpoint name: base, finetune or {knowledge}/{method}/{schedule}/step{k}."""
+    if name == "base":
+        return []
+    if name == "finetune":
+        return [FINETUNE]
+    knowledge, method, schedule, step = name.split("/")
+    return adapter_chain(knowledge, method, schedule, int(step.removeprefix("step")))
+
+
+def eval_chain(wildcards):
+    return adapter_files(checkpoint_chain(wildcards.checkpoint))
+
+
+def manifest():
+    """Every evaluated checkpoint with its coordinates; the base model is a reference row."""
+    base = [
+        {"knowledge": k, "method": "base", "schedule": "none", "step": 0, "requests": 1, "path": f"{RUN}/eval/base.json"}
+        for k in KNOWLEDGE
+    ]
+    return base + [
+        {
+            "knowledge": k,
+            "method": m,
+            "schedule": s,
+            "step": step,
+            "requests": SCHEDULES[s],
+            "path": eval_file(k, m, s, step),
+        }
+        for k, m, s, step in checkpoint_coordinates()
     ]
 
 

@@ -6,6 +6,7 @@ rule data:
     output:
         DATA_FILES,
     params:
+        out=output_dir,
         settings=as_json(config["data"]),
     log:
         f"{RUN}/logs/data.log",
@@ -14,4 +15,4 @@ rule data:
     resources:
         **resources_of("data"),
     shell:
-        "pulse data --params {params.settings:q} --out {DATA} > {log:q} 2>&1"
+        "pulse data --params {params.settings:q} --out {params.out:q} > {log:q} 2>&1"

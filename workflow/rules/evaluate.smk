@@ -3,28 +3,20 @@
 # variants, image+text and text-only. One rule; the checkpoint name says which chain to load.
 
 
-def checkpoint_chain(name):
-    """Adapter directories of a checkpoint name: base, finetune or {knowledge}/{method}/{schedule}/step{k}."""
-    if name == "base":
-        return []
-    if name == "finetune":
-        return [FINETUNE]
-    knowledge, method, schedule, step = name.split("/")
-    return adapter_chain(knowledge, method, schedule, int(step.removeprefix("step")))
-
-
 rule evaluate:
     input:
-        DATA_FILES,
-        f"{BASE}/model.safetensors",
-        chain=lambda wildcards: adapter_files(checkpoint_chain(wildcards.checkpoint)),
+        data=DATA_FILES,
+        base=f"{BASE}/model.safetensors",
+        chain=eval_chain,
     output:
         f"{RUN}/eval/{{checkpoint}}.json",
     wildcard_constraints:
         checkpoint="base|finetune|[^/]+/[^/]+/[^/]+/step[0-9]+",
     params:
+        data=input_dir("data"),
+        base=input_dir("base"),
+        chain=chain_dirs,
         settings=as_json({**MODEL_RUNTIME, **config["evaluate"]}),
-        chain=lambda wildcards, input: [os.path.dirname(f) for f in input.chain],
     threads: threads_of("evaluate")
     resources:
         **resources_of("evaluate"),
@@ -33,5 +25,5 @@ rule evaluate:
     benchmark:
         f"{RUN}/benchmarks/eval/{{checkpoint}}.tsv"
     shell:
-        "pulse evaluate --params {params.settings:q} --data {DATA} --base {BASE}"
+        "pulse evaluate --params {params.settings:q} --data {params.data:q} --base {params.base:q}"
         " --chain {params.chain:q} --out {output:q} --threads {threads} > {log:q} 2>&1"

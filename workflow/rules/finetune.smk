@@ -4,11 +4,14 @@
 
 rule finetune:
     input:
-        DATA_FILES,
-        f"{BASE}/model.safetensors",
+        data=DATA_FILES,
+        base=f"{BASE}/model.safetensors",
     output:
         f"{FINETUNE}/adapter_model.safetensors",
     params:
+        data=input_dir("data"),
+        base=input_dir("base"),
+        out=output_dir,
         settings=as_json({"seed": config["seed"], **MODEL_RUNTIME, "train": config["finetune"]}),
     threads: threads_of("finetune")
     resources:
@@ -18,5 +21,5 @@ rule finetune:
     benchmark:
         f"{RUN}/benchmarks/finetune.tsv"
     shell:
-        "pulse finetune --params {params.settings:q} --data {DATA} --base {BASE} --out {FINETUNE}"
-        " --threads {threads} > {log:q} 2>&1"
+        "pulse finetune --params {params.settings:q} --data {params.data:q} --base {params.base:q}"
+        " --out {params.out:q} --threads {threads} > {log:q} 2>&1"

@@ -2,25 +2,6 @@
 # knowledge source, from the evaluation files only.
 
 
-def manifest():
-    """Every evaluated checkpoint with its coordinates; the base model is a reference row."""
-    base = [
-        {"knowledge": k, "method": "base", "schedule": "none", "step": 0, "requests": 1, "path": f"{RUN}/eval/base.json"}
-        for k in KNOWLEDGE
-    ]
-    return base + [
-        {
-            "knowledge": k,
-            "method": m,
-            "schedule": s,
-            "step": step,
-            "requests": SCHEDULES[s],
-            "path": eval_file(k, m, s, step),
-        }
-        for k, m, s, step in checkpoint_coordinates()
-    ]
-
-
 rule summarize:
     input:
         evals=sorted({entry["path"] for entry in manifest()}),

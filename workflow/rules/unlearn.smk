@@ -3,36 +3,19 @@
 # stores only its own LoRA delta; the model at step k = base + fine-tune + steps 1..k.
 
 
-def previous_chain(wildcards):
-    directories = adapter_chain(wildcards.knowledge, wildcards.method, wildcards.schedule, int(wildcards.step) - 1)
-    return adapter_files(directories)
-
-
-def unlearn_settings(wildcards):
-    return as_json(
-        {
-            **method_settings(config, wildcards.method),
-            **MODEL_RUNTIME,
-            "seed": config["seed"],
-            "knowledge": wildcards.knowledge,
-            "schedule": wildcards.schedule,
-            "request": int(wildcards.step),
-            "requests": SCHEDULES[wildcards.schedule],
-        }
-    )
-
-
 rule unlearn:
     input:
-        DATA_FILES,
-        f"{BASE}/model.safetensors",
+        data=DATA_FILES,
+        base=f"{BASE}/model.safetensors",
         chain=previous_chain,
     output:
         f"{RUN}/unlearn/{{knowledge}}/{{method}}/{{schedule}}/step{{step}}/adapter_model.safetensors",
     params:
+        data=input_dir("data"),
+        base=input_dir("base"),
+        chain=chain_dirs,
+        out=output_dir,
         settings=unlearn_settings,
-        chain=lambda wildcards, input: [os.path.dirname(f) for f in input.chain],
-        out=lambda wildcards, output: os.path.dirname(output[0]),
     threads: threads_of("unlearn")
     resources:
         **resources_of("unlearn"),
@@ -41,5 +24,5 @@ rule unlearn:
     benchmark:
         f"{RUN}/benchmarks/unlearn/{{knowledge}}/{{method}}/{{schedule}}/step{{step}}.tsv"
     shell:
-        "pulse unlearn --params {params.settings:q} --data {DATA} --base {BASE}"
+        "pulse unlearn --params {params.settings:q} --data {params.data:q} --base {params.base:q}"
         " --chain {params.chain:q} --out {params.out:q} --threads {threads} > {log:q} 2>&1"

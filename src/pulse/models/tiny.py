@@ -29,8 +29,10 @@ def word_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
         pad_token="<pad>", extra_special_tokens={"image_token": "<image>"})
 
 
-def build_processor(texts: list[str], sizes: dict) -> LlavaProcessor:
+def build_processor(texts: list[str], sizes: dict, prompts: dict[str, str]) -> LlavaProcessor:
+    """The processor of a tiny LLaVA whose vocabulary is every word of ``texts`` and ``prompts``."""
     image = sizes["image_size"]
+    texts = list(texts) + [p.replace("{question}", "") for p in prompts.values()]
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": image}, crop_size={"height": image, "width": image})
     # The CLIP tower adds a CLS token that the "default" feature strategy drops again.

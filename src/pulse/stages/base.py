@@ -17,7 +17,8 @@ from pulse.train import batches, fit, seed_everything
 def run(params: dict, data_dir: str | Path, out_dir: str | Path, log=print) -> None:
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     seed_everything(params["seed"])
-    processor = build_processor(all_texts(sorted(data_dir.glob("*.parquet"))), params["tiny"])
+    processor = build_processor(all_texts(sorted(data_dir.glob("*.parquet"))), params["tiny"],
+                                PROMPTS["tiny"])
     model = build_model(processor.tokenizer, params["tiny"]).to(device_of(params["device"]))
     log(f"tiny LLaVA: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
         f"vocabulary {len(processor.tokenizer)}")

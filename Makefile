@@ -1,0 +1,31 @@
+# Two commands for a fresh machine (see README): `make benchmark` and `make test`.
+# Both create the pinned virtual environment first (once; again when the pins change).
+PYTHON ?= python3
+VENV ?= .venv
+CORES ?= 2
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.pulse-installed
+
+.PHONY: setup benchmark test lint clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): envs/requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip>=24"
+	$(BIN)/pip install --quiet -r envs/requirements.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+# The default PULSE benchmark end to end: results/default/summary.md
+benchmark: setup
+	PATH="$(abspath $(BIN)):$$PATH" snakemake --cores $(CORES) --workflow-profile profiles/local
+
+test: setup
+	PATH="$(abspath $(BIN)):$$PATH" pytest -q $(PYTEST_ARGS)
+
+lint: setup
+	PATH="$(abspath $(BIN)):$$PATH" snakemake --lint
+
+clean-venv:
+	rm -rf $(VENV)
