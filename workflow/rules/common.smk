@@ -34,7 +34,8 @@ wildcard_constraints:
     step=r"[1-9][0-9]*",
 
 
-MODEL_RUNTIME = {"device": config["model"]["device"], "dtype": config["model"]["dtype"]}
+# How every model-loading job loads and prompts the model.
+MODEL_RUNTIME = {key: config["model"][key] for key in ("backend", "device", "dtype")}
 
 
 def as_json(payload):

@@ -18,7 +18,7 @@ EVAL_FILES = [("world", "train"), ("world", "test"), ("fictitious", "train"), ("
 def run(params: dict, data_dir: str | Path, base_dir: str | Path, chain: list[str], out: str | Path,
         log=print) -> None:
     model, processor = load_chain(base_dir, chain, params["device"], params["dtype"])
-    encoder = Encoder(processor, PROMPTS["tiny"])
+    encoder = Encoder(processor, PROMPTS[params["backend"]])
     records = []
     for population, variant in EVAL_FILES:
         _, mcqs = load_examples(Path(data_dir) / f"{population}_{variant}.parquet")

@@ -16,7 +16,7 @@ def run(params: dict, data_dir: str | Path, base_dir: str | Path, out_dir: str |
     model, processor = load_base(base_dir, params["device"], params["dtype"])
     lora = params["train"]["lora"]
     model = add_lora(model, lora["rank"], lora["alpha"], lora["dropout"])
-    encoder = Encoder(processor, PROMPTS["tiny"])
+    encoder = Encoder(processor, PROMPTS[params["backend"]])
     new = [encoder.encode_qa(q) for q in train_qas(data_dir, "fictitious")]
     old = [encoder.encode_qa(q) for q in train_qas(data_dir, "world") + train_qas(data_dir, "utility")]
     train = params["train"]

@@ -33,7 +33,7 @@ def run(params: dict, data_dir: str | Path, base_dir: str | Path, chain: list[st
     lora = params["lora"]
     model = add_lora(model, lora["rank"], lora["alpha"], lora["dropout"])
     method = build(method_name, params["hyperparameters"])
-    encoder = Encoder(processor, PROMPTS["tiny"])
+    encoder = Encoder(processor, PROMPTS[params["backend"]])
     forget = [encoder.encode_qa(q) for q in train_qas(data_dir, population, set(forget_ids))]
     retain = [encoder.encode_qa(q) for q in train_qas(data_dir, population, set(split["retain"]))]
     pad = processor.tokenizer.pad_token_id
