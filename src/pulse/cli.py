@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+
+# cuBLAS needs this before CUDA starts for deterministic matrix products (no effect on CPU).
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 def _params(text: str) -> dict:
@@ -24,6 +28,17 @@ def _log(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pulse.config import ConfigError
+    from pulse.data.records import DataError
+    try:
+        return run(argv)
+    except (ConfigError, DataError, FileNotFoundError) as error:
+        # Bad input: one clear line naming the file or key, no traceback.
+        print(f"pulse: error: {error}", file=sys.stderr)
+        return 2
+
+
+def run(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pulse", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="stage", required=True)
 
@@ -55,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("config")
 
     args = parser.parse_args(argv)
+    raw_argv = list(sys.argv[1:] if argv is None else argv)
     if args.stage == "check-config":
         from pulse.config import ConfigError, load
         try:
@@ -67,13 +83,18 @@ def main(argv: list[str] | None = None) -> int:
         from pulse.report.summary import write
         write(args.manifest, args.splits, args.csv, args.md)
         return 0
+    from pulse.provenance import Recorder
+    recorder = Recorder(args.stage, args.params, raw_argv)
     if args.stage == "data":
         from pulse.stages import data
         data.run(args.params, args.out)
+        recorder.write(args.out)
         return 0
 
     import torch
     torch.set_num_threads(args.threads)
+    # Same config, same numbers: deterministic kernels where torch has them.
+    torch.use_deterministic_algorithms(True, warn_only=True)
     if args.stage == "base":
         from pulse.stages import base
         base.run(args.params, args.data, args.out, log=_log)
@@ -86,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.stage == "evaluate":
         from pulse.stages import evaluate
         evaluate.run(args.params, args.data, args.base, args.chain, args.out, log=_log)
+    recorder.write(args.out)
     return 0
 
 

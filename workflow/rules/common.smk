@@ -3,6 +3,7 @@ import json
 import os
 import re
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from pulse.config import method_settings
@@ -14,6 +15,21 @@ validate(config, "../schemas/config.schema.yaml")
 config.update(check_config(config))
 
 RUN = f"results/{config['run']}"
+
+
+def check_writable(directory):
+    """Refuse to start when results cannot be written (before any job runs)."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+        probe = os.path.join(directory, f".write-test-{os.getpid()}")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as error:
+        raise WorkflowError(f"results directory '{directory}' is not writable: {error}")
+
+
+check_writable("results")
 DATA = f"{RUN}/data"
 DATA_FILES = [
     f"{DATA}/{population}_{split}.parquet"
