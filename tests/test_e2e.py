@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +30,8 @@ def workflow_copy(target: Path) -> Path:
 
 def snakemake(directory: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/smoke.yaml", *args]
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--workflow-profile", "profiles/local",
+               "--configfile", "config/smoke.yaml", *args]
     result = subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         logs = "\n".join(f"== {p}\n{p.read_text()[-3000:]}" for p in sorted(directory.glob("results/*/logs/**/*.log")))
@@ -58,18 +61,20 @@ def value(summary, **where) -> float:
 
 def test_every_checkpoint_and_evaluation_exists(smoke):
     run = smoke / "results" / "smoke"
+    seeded = run / "seed0"
     assert (run / "base" / "model.safetensors").stat().st_size > 0
-    assert (run / "finetune" / "adapter_model.safetensors").stat().st_size > 0
-    for name in ("base", "finetune"):
-        assert (run / "eval" / f"{name}.json").exists()
+    assert (run / "eval" / "base.json").exists()
+    assert (seeded / "finetune" / "adapter_model.safetensors").stat().st_size > 0
+    assert (seeded / "eval" / "finetune.json").exists()
     for knowledge in SMOKE["unlearn"]["knowledge"]:
         for method in SMOKE["unlearn"]["methods"]:
             for schedule, requests in SMOKE["unlearn"]["schedules"].items():
                 for step in range(1, requests + 1):
                     stem = f"{knowledge}/{method}/{schedule}/step{step}"
-                    assert (run / "unlearn" / stem / "adapter_model.safetensors").exists(), stem
-                    assert (run / "eval" / f"{stem}.json").exists(), stem
-                    assert (run / "benchmarks" / "unlearn" / f"{stem}.tsv").exists(), stem
+                    assert (seeded / "unlearn" / stem / "adapter_model.safetensors").exists(), stem
+                    assert (seeded / "unlearn" / stem / "provenance.json").exists(), stem
+                    assert (seeded / "eval" / f"{stem}.json").exists(), stem
+                    assert (seeded / "benchmarks" / "unlearn" / f"{stem}.tsv").exists(), stem
 
 
 def test_summary_has_the_long_format_and_no_missing_value(summary):
@@ -118,3 +123,27 @@ def test_same_config_gives_identical_numbers(smoke, summary, tmp_path_factory):
     again = workflow_copy(tmp_path_factory.mktemp("smoke_again"))
     snakemake(again)
     pd.testing.assert_frame_equal(summary, pd.read_csv(again / "results" / "smoke" / "summary.csv"))
+
+
+def test_killed_run_resumes_to_the_same_summary(summary, tmp_path_factory):
+    """SIGKILL the whole workflow once some unlearning checkpoints exist, re-run the same
+    command, and get exactly the uninterrupted run's summary."""
+    directory = workflow_copy(tmp_path_factory.mktemp("smoke_killed"))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--workflow-profile", "profiles/local",
+               "--configfile", "config/smoke.yaml"]
+    process = subprocess.Popen(command, cwd=directory, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    unlearned = directory / "results" / "smoke" / "seed0" / "unlearn"
+    deadline = time.monotonic() + 900
+    try:
+        while not list(unlearned.glob("*/*/*/step1/adapter_model.safetensors")):
+            assert process.poll() is None, "workflow ended before it could be killed"
+            assert time.monotonic() < deadline, "no checkpoint appeared in time"
+            time.sleep(0.5)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert not (directory / "results" / "smoke" / "summary.csv").exists()
+    snakemake(directory)
+    pd.testing.assert_frame_equal(summary, pd.read_csv(directory / "results" / "smoke" / "summary.csv"))

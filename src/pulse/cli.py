@@ -60,12 +60,16 @@ def run(argv: list[str] | None = None) -> int:
     stage("finetune", "inject the fictitious entities with LoRA", base=True)
     stage("unlearn", "one unlearning request on top of a chain", base=True, chain=True)
     stage("evaluate", "score one checkpoint", base=True, chain=True, out="JSON file")
-    summary = sub.add_parser("summarize", help="summary.csv and summary.md from evaluation files")
+    summary = sub.add_parser("summarize", help="one seed's summary.csv from its evaluation files")
     summary.add_argument("--manifest", type=_params, required=True,
                          help="JSON list of {knowledge, method, schedule, step, requests, path}")
     summary.add_argument("--splits", required=True)
     summary.add_argument("--csv", required=True)
-    summary.add_argument("--md", required=True)
+    aggregate = sub.add_parser("aggregate", help="mean over seeds: summary.csv, summary_stats.csv, summary.md")
+    aggregate.add_argument("--inputs", nargs="+", required=True, help="per-seed summary.csv files")
+    aggregate.add_argument("--csv", required=True)
+    aggregate.add_argument("--stats", required=True)
+    aggregate.add_argument("--md", required=True)
     check = sub.add_parser("check-config", help="validate a config file and print it resolved")
     check.add_argument("config")
 
@@ -81,7 +85,11 @@ def run(argv: list[str] | None = None) -> int:
         return 0
     if args.stage == "summarize":
         from pulse.report.summary import write
-        write(args.manifest, args.splits, args.csv, args.md)
+        write(args.manifest, args.splits, args.csv)
+        return 0
+    if args.stage == "aggregate":
+        from pulse.report.summary import aggregate
+        aggregate(args.inputs, args.csv, args.stats, args.md)
         return 0
     from pulse.provenance import Recorder
     recorder = Recorder(args.stage, args.params, raw_argv)

@@ -37,13 +37,16 @@ DATA_FILES = [
     for split in ("train", "test")
 ] + [f"{DATA}/splits.json"]
 BASE = f"{RUN}/base"
-FINETUNE = f"{RUN}/finetune"
+# Training randomness (fine-tune, unlearning) fans out over seeds; data and base are shared.
+SEEDS = config["seeds"]
+SEEDED = f"{RUN}/seed{{seed}}"
 KNOWLEDGE = config["unlearn"]["knowledge"]
 METHODS = list(config["unlearn"]["methods"])
 SCHEDULES = config["unlearn"]["schedules"]
 
 
 wildcard_constraints:
+    seed=r"[0-9]+",
     knowledge="|".join(KNOWLEDGE),
     method="|".join(re.escape(m) for m in METHODS),
     schedule="|".join(SCHEDULES),
@@ -62,24 +65,28 @@ def starts_from_base(knowledge):
     return knowledge == "pretrained" and config["unlearn"]["pretrained_start"] == "base"
 
 
-def unlearn_dir(knowledge, method, schedule, step):
-    return f"{RUN}/unlearn/{knowledge}/{method}/{schedule}/step{step}"
+def finetune_dir(seed):
+    return f"{RUN}/seed{seed}/finetune"
 
 
-def adapter_chain(knowledge, method, schedule, step):
+def unlearn_dir(seed, knowledge, method, schedule, step):
+    return f"{RUN}/seed{seed}/unlearn/{knowledge}/{method}/{schedule}/step{step}"
+
+
+def adapter_chain(seed, knowledge, method, schedule, step):
     """Adapter directories whose merge gives the model at ``step`` (step 0 = the start)."""
-    start = [] if starts_from_base(knowledge) else [FINETUNE]
-    return start + [unlearn_dir(knowledge, method, schedule, s) for s in range(1, int(step) + 1)]
+    start = [] if starts_from_base(knowledge) else [finetune_dir(seed)]
+    return start + [unlearn_dir(seed, knowledge, method, schedule, s) for s in range(1, int(step) + 1)]
 
 
 def adapter_files(directories):
     return [f"{d}/adapter_model.safetensors" for d in directories]
 
 
-def eval_file(knowledge, method, schedule, step):
+def eval_file(seed, knowledge, method, schedule, step):
     if int(step) == 0:
-        return f"{RUN}/eval/base.json" if starts_from_base(knowledge) else f"{RUN}/eval/finetune.json"
-    return f"{RUN}/eval/{knowledge}/{method}/{schedule}/step{step}.json"
+        return f"{RUN}/eval/base.json" if starts_from_base(knowledge) else f"{RUN}/seed{seed}/eval/finetune.json"
+    return f"{RUN}/seed{seed}/eval/{knowledge}/{method}/{schedule}/step{step}.json"
 
 
 def checkpoint_coordinates():
@@ -114,7 +121,9 @@ def chain_dirs(wildcards, input):
 def previous_chain(wildcards):
     """Adapter files of the model that unlearning request ``step`` starts from."""
     step = int(wildcards.step) - 1
-    return adapter_files(adapter_chain(wildcards.knowledge, wildcards.method, wildcards.schedule, step))
+    return adapter_files(
+        adapter_chain(wildcards.seed, wildcards.knowledge, wildcards.method, wildcards.schedule, step)
+    )
 
 
 def unlearn_settings(wildcards):
@@ -122,7 +131,7 @@ def unlearn_settings(wildcards):
         {
             **method_settings(config, wildcards.method),
             **MODEL_RUNTIME,
-            "seed": config["seed"],
+            "seed": int(wildcards.seed),
             "knowledge": wildcards.knowledge,
             "schedule": wildcards.schedule,
             "request": int(wildcards.step),
@@ -131,22 +140,16 @@ def unlearn_settings(wildcards):
     )
 
 
-def checkpoint_chain(name):
-    """Adapter directories of a checkpoint name: base, finetune or {knowledge}/{method}/{schedule}/step{k}."""
-    if name == "base":
-        return []
-    if name == "finetune":
-        return [FINETUNE]
-    knowledge, method, schedule, step = name.split("/")
-    return adapter_chain(knowledge, method, schedule, int(step.removeprefix("step")))
-
-
 def eval_chain(wildcards):
-    return adapter_files(checkpoint_chain(wildcards.checkpoint))
+    """Adapter files of a seeded checkpoint: finetune or {knowledge}/{method}/{schedule}/step{k}."""
+    if wildcards.checkpoint == "finetune":
+        return adapter_files([finetune_dir(wildcards.seed)])
+    knowledge, method, schedule, step = wildcards.checkpoint.split("/")
+    return adapter_files(adapter_chain(wildcards.seed, knowledge, method, schedule, int(step.removeprefix("step"))))
 
 
-def manifest():
-    """Every evaluated checkpoint with its coordinates; the base model is a reference row."""
+def manifest(seed):
+    """Every checkpoint evaluated for one seed, with its coordinates; the base is a reference row."""
     base = [
         {"knowledge": k, "method": "base", "schedule": "none", "step": 0, "requests": 1, "path": f"{RUN}/eval/base.json"}
         for k in KNOWLEDGE
@@ -158,10 +161,18 @@ def manifest():
             "schedule": s,
             "step": step,
             "requests": SCHEDULES[s],
-            "path": eval_file(k, m, s, step),
+            "path": eval_file(seed, k, m, s, step),
         }
         for k, m, s, step in checkpoint_coordinates()
     ]
+
+
+def manifest_of(wildcards):
+    return as_json(manifest(wildcards.seed))
+
+
+def seed_evals(wildcards):
+    return sorted({entry["path"] for entry in manifest(wildcards.seed)})
 
 
 def threads_of(stage):

@@ -1,6 +1,6 @@
 # Stage 5 - evaluation of every checkpoint: the base, the fine-tuned model (step 0) and every
 # unlearning step. MCQ accuracy by option likelihood on every population, train and test
-# variants, image+text and text-only. One rule; the checkpoint name says which chain to load.
+# variants, image+text and text-only. The checkpoint name says which adapter chain to load.
 
 
 rule evaluate:
@@ -9,9 +9,9 @@ rule evaluate:
         base=f"{BASE}/model.safetensors",
         chain=eval_chain,
     output:
-        f"{RUN}/eval/{{checkpoint}}.json",
+        f"{SEEDED}/eval/{{checkpoint}}.json",
     wildcard_constraints:
-        checkpoint="base|finetune|[^/]+/[^/]+/[^/]+/step[0-9]+",
+        checkpoint="finetune|[^/]+/[^/]+/[^/]+/step[0-9]+",
     params:
         data=input_dir("data"),
         base=input_dir("base"),
@@ -21,9 +21,22 @@ rule evaluate:
     resources:
         **resources_of("evaluate"),
     log:
-        f"{RUN}/logs/eval/{{checkpoint}}.log",
+        f"{SEEDED}/logs/eval/{{checkpoint}}.log",
     benchmark:
-        f"{RUN}/benchmarks/eval/{{checkpoint}}.tsv"
+        f"{SEEDED}/benchmarks/eval/{{checkpoint}}.tsv"
     shell:
         "pulse evaluate --params {params.settings:q} --data {params.data:q} --base {params.base:q}"
         " --chain {params.chain:q} --out {output:q} --threads {threads} > {log:q} 2>&1"
+
+
+use rule evaluate as evaluate_base with:
+    input:
+        data=DATA_FILES,
+        base=f"{BASE}/model.safetensors",
+        chain=[],
+    output:
+        f"{RUN}/eval/base.json",
+    log:
+        f"{RUN}/logs/eval/base.log",
+    benchmark:
+        f"{RUN}/benchmarks/eval/base.tsv"

@@ -7,19 +7,21 @@ rule finetune:
         data=DATA_FILES,
         base=f"{BASE}/model.safetensors",
     output:
-        f"{FINETUNE}/adapter_model.safetensors",
+        f"{SEEDED}/finetune/adapter_model.safetensors",
     params:
         data=input_dir("data"),
         base=input_dir("base"),
         out=output_dir,
-        settings=as_json({"seed": config["seed"], **MODEL_RUNTIME, "train": config["finetune"]}),
+        settings=lambda wildcards: as_json(
+            {"seed": int(wildcards.seed), **MODEL_RUNTIME, "train": config["finetune"]}
+        ),
     threads: threads_of("finetune")
     resources:
         **resources_of("finetune"),
     log:
-        f"{RUN}/logs/finetune.log",
+        f"{SEEDED}/logs/finetune.log",
     benchmark:
-        f"{RUN}/benchmarks/finetune.tsv"
+        f"{SEEDED}/benchmarks/finetune.tsv"
     shell:
         "pulse finetune --params {params.settings:q} --data {params.data:q} --base {params.base:q}"
         " --out {params.out:q} --threads {threads} > {log:q} 2>&1"

@@ -1,20 +1,35 @@
-# Stage 6 - aggregation: one long table (one row per number) and a readable summary per
-# knowledge source, from the evaluation files only.
+# Stage 6 - aggregation: per seed, one long table (one row per number); over seeds, the mean
+# table, its spread (std, 95% interval) and a readable summary per knowledge source.
 
 
-rule summarize:
+rule summarize_seed:
     input:
-        evals=sorted({entry["path"] for entry in manifest()}),
+        evals=seed_evals,
         splits=f"{DATA}/splits.json",
     output:
-        csv=f"{RUN}/summary.csv",
-        md=f"{RUN}/summary.md",
+        csv=f"{SEEDED}/summary.csv",
     params:
-        manifest=as_json(manifest()),
+        manifest=manifest_of,
     log:
-        f"{RUN}/logs/summarize.log",
+        f"{SEEDED}/logs/summarize.log",
     benchmark:
-        f"{RUN}/benchmarks/summarize.tsv"
+        f"{SEEDED}/benchmarks/summarize.tsv"
     shell:
         "pulse summarize --manifest {params.manifest:q} --splits {input.splits:q}"
-        " --csv {output.csv:q} --md {output.md:q} > {log:q} 2>&1"
+        " --csv {output.csv:q} > {log:q} 2>&1"
+
+
+rule aggregate:
+    input:
+        expand(f"{SEEDED}/summary.csv", seed=SEEDS),
+    output:
+        csv=f"{RUN}/summary.csv",
+        stats=f"{RUN}/summary_stats.csv",
+        md=f"{RUN}/summary.md",
+    log:
+        f"{RUN}/logs/aggregate.log",
+    benchmark:
+        f"{RUN}/benchmarks/aggregate.tsv"
+    shell:
+        "pulse aggregate --inputs {input:q} --csv {output.csv:q} --stats {output.stats:q}"
+        " --md {output.md:q} > {log:q} 2>&1"

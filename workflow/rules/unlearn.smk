@@ -9,7 +9,7 @@ rule unlearn:
         base=f"{BASE}/model.safetensors",
         chain=previous_chain,
     output:
-        f"{RUN}/unlearn/{{knowledge}}/{{method}}/{{schedule}}/step{{step}}/adapter_model.safetensors",
+        f"{SEEDED}/unlearn/{{knowledge}}/{{method}}/{{schedule}}/step{{step}}/adapter_model.safetensors",
     params:
         data=input_dir("data"),
         base=input_dir("base"),
@@ -20,9 +20,9 @@ rule unlearn:
     resources:
         **resources_of("unlearn"),
     log:
-        f"{RUN}/logs/unlearn/{{knowledge}}/{{method}}/{{schedule}}/step{{step}}.log",
+        f"{SEEDED}/logs/unlearn/{{knowledge}}/{{method}}/{{schedule}}/step{{step}}.log",
     benchmark:
-        f"{RUN}/benchmarks/unlearn/{{knowledge}}/{{method}}/{{schedule}}/step{{step}}.tsv"
+        f"{SEEDED}/benchmarks/unlearn/{{knowledge}}/{{method}}/{{schedule}}/step{{step}}.tsv"
     shell:
         "pulse unlearn --params {params.settings:q} --data {params.data:q} --base {params.base:q}"
         " --chain {params.chain:q} --out {params.out:q} --threads {threads} > {log:q} 2>&1"

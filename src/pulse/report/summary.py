@@ -62,9 +62,10 @@ REPORT_COLUMNS = [("forget", "mm"), ("forget", "text"), ("forget_test", "all"), 
                   ("retain_test", "all"), ("other", "all"), ("holdout", "all"), ("utility", "all")]
 
 
-def markdown(table: pd.DataFrame) -> str:
+def markdown(table: pd.DataFrame, seeds: int = 1) -> str:
     """Per knowledge source: rows method x schedule at the final step, step 0 as reference."""
-    lines = ["# PULSE summary", "",
+    spread = f"Mean over {seeds} seeds; std and 95% intervals in summary_stats.csv. " if seeds > 1 else ""
+    lines = ["# PULSE summary", "", spread +
              "MCQ accuracy (option likelihood). `forget` = the forget set, `retain` = the rest of the "
              "same knowledge source, `other` = the other knowledge source, `holdout` = never-trained "
              "entities (chance level ≈ 0.25), `*_test` = paraphrased questions + transformed images.", ""]
@@ -74,6 +75,9 @@ def markdown(table: pd.DataFrame) -> str:
                   "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         wide = part.pivot_table(index=["method", "schedule", "step"], columns=["split", "modality"],
                                 values="value")
+        base = wide.xs("base", level="method").iloc[0]
+        lines.append("| (base model) | | | " + " | ".join(f"{base.get(c, float('nan')):.2f}" for c in REPORT_COLUMNS) + " |")
+        wide = wide.drop(index="base", level="method")
         start = wide.xs(0, level="step").iloc[0]
         lines.append("| (start) | | 0 | " + " | ".join(f"{start.get(c, float('nan')):.2f}" for c in REPORT_COLUMNS) + " |")
         for (method, schedule), group in wide.groupby(level=["method", "schedule"], sort=False):
@@ -85,12 +89,45 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write(manifest: list[dict], splits_path, csv_path, md_path) -> pd.DataFrame:
+def write_csv(table: pd.DataFrame, path) -> None:
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def write(manifest: list[dict], splits_path, csv_path) -> pd.DataFrame:
+    """One seed's long table."""
     table = summarize(manifest, splits_path)
     if table["value"].isna().any():
         raise ValueError("summary has missing values")
-    with atomic_path(csv_path) as tmp:
-        table.to_csv(tmp, index=False)
-    with atomic_path(md_path) as tmp:
-        tmp.write_text(markdown(table))
+    write_csv(table, csv_path)
     return table
+
+
+def seed_statistics(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """Mean, sample std, count and 95% t-interval of every number over seeds."""
+    from scipy import stats
+
+    keys = COLUMNS[:-1]
+    for table in tables[1:]:
+        if not table[keys].equals(tables[0][keys]):
+            raise ValueError("per-seed summaries do not have the same rows")
+    values = pd.concat([t["value"] for t in tables], axis=1)
+    out = tables[0][keys].copy()
+    n = values.shape[1]
+    out["n"] = n
+    out["mean"] = values.mean(axis=1)
+    out["std"] = values.std(axis=1, ddof=1) if n > 1 else float("nan")
+    half = stats.t.ppf(0.975, n - 1) * out["std"] / n ** 0.5 if n > 1 else float("nan")
+    out["ci95_low"], out["ci95_high"] = out["mean"] - half, out["mean"] + half
+    return out
+
+
+def aggregate(inputs: list, csv_path, stats_path, md_path) -> pd.DataFrame:
+    """summary.csv (mean over seeds, the long format), summary_stats.csv and summary.md."""
+    statistics = seed_statistics([pd.read_csv(path) for path in inputs])
+    mean = statistics[COLUMNS[:-1]].assign(value=statistics["mean"])
+    write_csv(mean, csv_path)
+    write_csv(statistics, stats_path)
+    with atomic_path(md_path) as tmp:
+        tmp.write_text(markdown(mean, seeds=len(inputs)))
+    return mean
