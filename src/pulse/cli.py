@@ -70,6 +70,14 @@ def run(argv: list[str] | None = None) -> int:
     aggregate.add_argument("--csv", required=True)
     aggregate.add_argument("--stats", required=True)
     aggregate.add_argument("--md", required=True)
+    expect = sub.add_parser("make-expected", help="expected results with tolerances from seed spread")
+    expect.add_argument("--stats", required=True, help="summary_stats.csv of a multi-seed run")
+    expect.add_argument("--out", required=True)
+    expect.add_argument("--sigmas", type=float, default=3.0, help="tolerance = sigmas x seed std")
+    expect.add_argument("--floor", type=float, default=0.02, help="smallest tolerance")
+    verify = sub.add_parser("check-results", help="compare a run's summary.csv with expected results")
+    verify.add_argument("--summary", required=True)
+    verify.add_argument("--expected", required=True)
     check = sub.add_parser("check-config", help="validate a config file and print it resolved")
     check.add_argument("config")
 
@@ -83,6 +91,15 @@ def run(argv: list[str] | None = None) -> int:
             print(error, file=sys.stderr)
             return 2
         return 0
+    if args.stage == "make-expected":
+        from pulse.report.check import write_expected
+        write_expected(args.stats, args.out, args.sigmas, args.floor)
+        return 0
+    if args.stage == "check-results":
+        from pulse.report.check import report
+        text, passed = report(args.summary, args.expected)
+        print(text)
+        return 0 if passed else 1
     if args.stage == "summarize":
         from pulse.report.summary import write
         write(args.manifest, args.splits, args.csv)
