@@ -77,6 +77,12 @@ def test_every_checkpoint_and_evaluation_exists(smoke):
                     assert (seeded / "benchmarks" / "unlearn" / f"{stem}.tsv").exists(), stem
 
 
+def test_a_config_file_on_the_command_line_defines_the_run_alone(smoke):
+    """--configfile replaces the embedded default (no method of config.yaml leaks in)."""
+    methods = {p.name for p in (smoke / "results" / "smoke" / "seed0" / "unlearn" / "finetuned").iterdir()}
+    assert methods == set(SMOKE["unlearn"]["methods"])
+
+
 def test_summary_has_the_long_format_and_no_missing_value(summary):
     assert list(summary.columns) == ["knowledge", "method", "schedule", "step", "split", "modality", "metric", "value"]
     assert not summary.isna().any().any()
