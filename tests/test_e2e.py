@@ -64,6 +64,8 @@ def test_every_checkpoint_and_evaluation_exists(smoke):
     seeded = run / "seed0"
     assert (run / "base" / "model.safetensors").stat().st_size > 0
     assert (run / "eval" / "base.json").exists()
+    links = pd.read_csv(seeded / "provenance.csv")
+    assert all((smoke / p).exists() for p in links.checkpoint_provenance.dropna())
     assert (seeded / "finetune" / "adapter_model.safetensors").stat().st_size > 0
     assert (seeded / "eval" / "finetune.json").exists()
     for knowledge in SMOKE["unlearn"]["knowledge"]:

@@ -65,6 +65,7 @@ def run(argv: list[str] | None = None) -> int:
                          help="JSON list of {knowledge, method, schedule, step, requests, path}")
     summary.add_argument("--splits", required=True)
     summary.add_argument("--csv", required=True)
+    summary.add_argument("--provenance", help="CSV linking each checkpoint to its provenance files")
     aggregate = sub.add_parser("aggregate", help="mean over seeds: summary.csv, summary_stats.csv, summary.md")
     aggregate.add_argument("--inputs", nargs="+", required=True, help="per-seed summary.csv files")
     aggregate.add_argument("--csv", required=True)
@@ -102,7 +103,7 @@ def run(argv: list[str] | None = None) -> int:
         return 0 if passed else 1
     if args.stage == "summarize":
         from pulse.report.summary import write
-        write(args.manifest, args.splits, args.csv)
+        write(args.manifest, args.splits, args.csv, args.provenance)
         return 0
     if args.stage == "aggregate":
         from pulse.report.summary import aggregate

@@ -8,6 +8,7 @@ rule summarize_seed:
         splits=f"{DATA}/splits.json",
     output:
         csv=f"{SEEDED}/summary.csv",
+        provenance=f"{SEEDED}/provenance.csv",
     params:
         manifest=manifest_of,
     log:
@@ -16,7 +17,7 @@ rule summarize_seed:
         f"{SEEDED}/benchmarks/summarize.tsv"
     shell:
         "pulse summarize --manifest {params.manifest:q} --splits {input.splits:q}"
-        " --csv {output.csv:q} > {log:q} 2>&1"
+        " --csv {output.csv:q} --provenance {output.provenance:q} > {log:q} 2>&1"
 
 
 rule aggregate:

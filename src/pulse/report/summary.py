@@ -94,12 +94,26 @@ def write_csv(table: pd.DataFrame, path) -> None:
         table.to_csv(tmp, index=False)
 
 
-def write(manifest: list[dict], splits_path, csv_path) -> pd.DataFrame:
-    """One seed's long table."""
+def provenance_links(manifest: list[dict]) -> pd.DataFrame:
+    """Per checkpoint (the summary's join keys): its evaluation file, the evaluation's provenance
+    and the provenance of the checkpoint's last adapter (the base model for the base row)."""
+    rows = []
+    for entry in manifest:
+        chain = read_json(entry["path"]).get("chain") or []
+        rows.append({**{k: entry[k] for k in ("knowledge", "method", "schedule", "step")},
+                     "evaluation": entry["path"], "evaluation_provenance": entry["path"] + ".provenance.json",
+                     "checkpoint_provenance": f"{chain[-1]}/provenance.json" if chain else ""})
+    return pd.DataFrame(rows)
+
+
+def write(manifest: list[dict], splits_path, csv_path, provenance_path=None) -> pd.DataFrame:
+    """One seed's long table (and, optionally, the provenance file of every checkpoint)."""
     table = summarize(manifest, splits_path)
     if table["value"].isna().any():
         raise ValueError("summary has missing values")
     write_csv(table, csv_path)
+    if provenance_path:
+        write_csv(provenance_links(manifest), provenance_path)
     return table
 
 
