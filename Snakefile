@@ -13,6 +13,11 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
+# The published image of this version (docker/Dockerfile, docs/container.md): every job runs in it
+# with `--sdm apptainer`; ignored otherwise.
+container: "docker://ghcr.io/pulse-unlearning/pulse:0.1.0"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/base.smk"
