@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,3 +45,31 @@ def base_dir(tmp_path_factory, tiny):
     out = tmp_path_factory.mktemp("base")
     save_model(*tiny, out)
     return out
+
+
+def workflow_copy(target: Path) -> Path:
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "Snakefile", target)
+    for folder in ("workflow", "config", "profiles", "src"):
+        shutil.copytree(REPO / folder, target / folder, symlinks=True)
+    return target
+
+
+def snakemake(directory: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--workflow-profile", "profiles/local",
+               "--configfile", "config/smoke.yaml", *args]
+    result = subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        logs = "\n".join(f"== {p}\n{p.read_text()[-3000:]}" for p in sorted(directory.glob("results/*/logs/**/*.log")))
+        raise AssertionError(f"snakemake {args} failed:\n{result.stderr[-6000:]}\n{logs}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory) -> Path:
+    """A finished run of config/smoke.yaml in a copy of the workflow (shared by the end-to-end
+    tests and the container test, which compares the image's numbers with these)."""
+    directory = workflow_copy(tmp_path_factory.mktemp("smoke"))
+    snakemake(directory)
+    return directory

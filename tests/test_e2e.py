@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,36 +13,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import snakemake, workflow_copy
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
 SMOKE = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
-
-
-def workflow_copy(target: Path) -> Path:
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "Snakefile", target)
-    for folder in ("workflow", "config", "profiles", "src"):
-        shutil.copytree(REPO / folder, target / folder, symlinks=True)
-    return target
-
-
-def snakemake(directory: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--workflow-profile", "profiles/local",
-               "--configfile", "config/smoke.yaml", *args]
-    result = subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True, timeout=timeout)
-    if result.returncode != 0:
-        logs = "\n".join(f"== {p}\n{p.read_text()[-3000:]}" for p in sorted(directory.glob("results/*/logs/**/*.log")))
-        raise AssertionError(f"snakemake {args} failed:\n{result.stderr[-6000:]}\n{logs}")
-    return result
-
-
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory) -> Path:
-    directory = workflow_copy(tmp_path_factory.mktemp("smoke"))
-    snakemake(directory)
-    return directory
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,138 @@
+"""The image for real: docker/Dockerfile built with podman (docker/ci.sh, on a stand-in of the
+pinned base) and config/smoke.yaml run inside it on the CPU with no network, giving the same
+numbers as the same run outside the container (the `smoke` fixture of conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+import image_lock  # noqa: E402
+
+pytestmark = pytest.mark.container
+TAG = "localhost/pulse:ci"
+TIMINGS: dict[str, float] = {}
+
+
+class Podman:
+    """docker/ci.sh with its own storage and configuration in one temporary directory."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.env = {**os.environ, "PULSE_CI_DIR": str(directory)}
+
+    def ci(self, *args: str, timeout: int = 1800) -> str:
+        result = subprocess.run([str(REPO / "docker" / "ci.sh"), *args], env=self.env, capture_output=True,
+                                text=True, timeout=timeout)
+        if result.returncode != 0:
+            raise AssertionError(f"docker/ci.sh {' '.join(args[:3])} failed ({result.returncode}):\n"
+                                 f"{result.stdout[-6000:]}\n{result.stderr[-6000:]}")
+        return result.stdout
+
+    def podman(self, *args: str, timeout: int = 1800) -> str:
+        return self.ci("podman", *args, timeout=timeout)
+
+    def python(self, code: str) -> str:
+        return self.podman("run", "--rm", "--network=none", "--entrypoint", "python", TAG, "-c", code).strip()
+
+
+def timed(name: str, function, *args, **kwargs):
+    start = time.monotonic()
+    try:
+        return function(*args, **kwargs)
+    finally:
+        TIMINGS[name] = time.monotonic() - start
+
+
+@pytest.fixture(scope="module")
+def podman(tmp_path_factory, request):
+    if os.geteuid() != 0 and not os.environ.get("CI"):
+        pytest.skip("builds with rootful podman: run as root (CI does)")
+    runner = Podman(tmp_path_factory.mktemp("podman"))
+    start = time.monotonic()
+    try:
+        timed("prepare", runner.ci, "prepare")
+        yield runner
+    finally:
+        try:
+            runner.ci("clean", timeout=600)
+        finally:
+            shutil.rmtree(runner.directory, ignore_errors=True)
+        TIMINGS["container tests in all"] = time.monotonic() - start
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter:
+            reporter.write_line("container test timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in TIMINGS.items()))
+
+
+@pytest.fixture(scope="module")
+def image(podman) -> str:
+    base = timed("stand-in base", podman.ci, "base").strip()
+    assert base
+    timed("build", podman.ci, "build", TAG, timeout=2400)
+    return TAG
+
+
+@pytest.fixture(scope="module")
+def inside(podman, image) -> Path:
+    """config/smoke.yaml run by the image's entrypoint, results in a mounted directory."""
+    results = podman.directory / "results"
+    results.mkdir()
+    uid = podman.podman("run", "--rm", "--network=none", "--entrypoint", "id", image, "-u").strip()
+    os.chown(results, int(uid), int(uid))
+    timed("smoke run inside", podman.podman, "run", "--rm", "--network=none",
+          "-v", f"{results}:/opt/pulse/results", image, "--cores", "2", "--configfile", "config/smoke.yaml",
+          timeout=2400)
+    return results
+
+
+def test_image_runs_as_a_non_root_user(podman, image):
+    assert podman.podman("run", "--rm", "--entrypoint", "id", image, "-u").strip() != "0"
+    config = podman.podman("image", "inspect", "--format",
+                           "{{.Config.User}}|{{json .Config.Entrypoint}}|{{.Config.WorkingDir}}|{{json .Config.Env}}", image)
+    user, entrypoint, workdir, env = config.strip().split("|", 3)
+    assert user and not user.startswith("0") and user != "root"
+    assert entrypoint.startswith('["snakemake"') and workdir == "/opt/pulse"
+    assert "NVIDIA_VISIBLE_DEVICES=all" in env and "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in env
+
+
+def test_image_has_exactly_the_locked_packages(podman, image):
+    locked = image_lock.parse_lock(image_lock.LOCK.read_text())
+    frozen = podman.podman("run", "--rm", "--network=none", "--entrypoint", "pip", image,
+                           "list", "--format=freeze", "--exclude", "pulse-unlearning")
+    installed = {}
+    for line in frozen.split():
+        name, _, version = line.partition("==")
+        installed[name.replace("_", "-").replace(".", "-").lower()] = version
+    assert installed == {name: entry["version"] for name, entry in locked.items()}
+
+
+def test_image_python_and_torch_are_the_locked_cuda_build(podman, image):
+    report = podman.python(
+        "import sys, torch; print(sys.version_info[0], sys.version_info[1], torch.__version__, torch.version.cuda,"
+        " torch._C._cuda_getArchFlags())")
+    major, minor, torch_version, cuda, *arches = report.split()
+    assert f"{major}.{minor}" == image_lock.PYTHON_VERSION
+    locked = image_lock.parse_lock(image_lock.LOCK.read_text())["torch"]["version"]
+    assert torch_version == f"{locked}+cu130" and cuda == "13.0"
+    assert "sm_75" in arches and "sm_120" in arches and "sm_70" not in arches
+
+
+def test_smoke_numbers_inside_the_image_equal_the_numbers_outside(inside, smoke):
+    """Same torch release (2.13.0: CUDA build inside, CPU build outside, both on the CPU here),
+    same numpy/pandas/transformers: the numbers must be identical, not merely close."""
+    import torch
+    outside = pd.read_csv(smoke / "results" / "smoke" / "summary.csv")
+    inner = pd.read_csv(inside / "smoke" / "summary.csv")
+    assert torch.__version__.split("+")[0] == image_lock.parse_lock(image_lock.LOCK.read_text())["torch"]["version"]
+    assert len(inner) == len(outside) > 100
+    pd.testing.assert_frame_equal(inner, outside, check_exact=True)
+    assert (inside / "smoke" / "summary.md").read_text() == (smoke / "results" / "smoke" / "summary.md").read_text()
