@@ -34,8 +34,7 @@ prepare() {
     if ((${#missing[@]})); then
         log "installing ${missing[*]}"
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            "${missing[@]}" uidmap containernetworking-plugins >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
     mkdir -p "$PULSE_CI_DIR"/{storage,run,tmp}
     # Rootful podman in a sandbox: no raising RLIMIT_NOFILE past the hard limit, cgroups v1.
@@ -107,7 +106,7 @@ clean() {
     if [[ -f $CONTAINERS_STORAGE_CONF ]]; then
         podman rm --all --force >/dev/null 2>&1 || true
         podman rmi --all --force >/dev/null 2>&1 || true
-        podman system reset --force >/dev/null 2>&1 || true
+        podman volume prune --force >/dev/null 2>&1 || true
     fi
     # overlay mounts left behind would keep files busy
     grep -o "$PULSE_CI_DIR[^ ]*" /proc/mounts 2>/dev/null | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
