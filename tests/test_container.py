@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -54,10 +55,11 @@ def timed(name: str, function, *args, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def podman(tmp_path_factory, request):
+def podman(request):
     if os.geteuid() != 0 and not os.environ.get("CI"):
         pytest.skip("builds with rootful podman: run as root (CI does)")
-    runner = Podman(tmp_path_factory.mktemp("podman"))
+    # Not under pytest's basetemp: several GB that the test removes itself, whatever happens.
+    runner = Podman(Path(tempfile.mkdtemp(prefix="pulse-podman-")))
     start = time.monotonic()
     try:
         timed("prepare", runner.ci, "prepare")
