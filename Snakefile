@@ -1,6 +1,7 @@
 # PULSE: which knowledge (fine-tuned vs pre-trained) and how long (one-shot vs sequential
 # requests) can multimodal unlearning hold up? One DAG, every checkpoint a file target:
 #   data -> base -> finetune -> unlearn step 1..K (per knowledge, method, schedule) -> evaluate -> report
+# plus the gold models (never saw the forget set) that forget quality compares with.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -13,11 +14,16 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
+include: "workflow/rules/common_eval.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/base.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/unlearn.smk"
+include: "workflow/rules/gold.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
@@ -26,4 +32,5 @@ rule all:
     input:
         f"{RUN}/summary.csv",
         f"{RUN}/summary.md",
+        PLOT_FILES,
     default_target: True
