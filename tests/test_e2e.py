@@ -26,6 +26,7 @@ def summary(smoke) -> pd.DataFrame:
 
 
 def value(summary, **where) -> float:
+    where.setdefault("metric", "mcq_acc")
     rows = summary
     for key, wanted in where.items():
         rows = rows[rows[key] == wanted]
@@ -83,6 +84,73 @@ def test_summary_markdown_has_a_table_per_knowledge_source(smoke):
     text = (smoke / "results" / "smoke" / "summary.md").read_text()
     assert "## Unlearning finetuned knowledge" in text and "## Unlearning pretrained knowledge" in text
     assert re.search(r"\| GradDiff \| sequential \| 2 \|", text)
+
+
+# --- evaluation suite: generation, truth ratio / forget quality vs gold models, MIA, report ----
+
+NEW_METRICS = {"rouge_l", "exact_match", "truth_ratio", "truth_score", "forget_quality", "model_utility",
+               "mia_auc_loss", "mia_auc_zlib", "mia_auc_mink", "mia_auc_minkpp", "privleak_loss",
+               "privleak_zlib", "privleak_mink", "privleak_minkpp"}
+
+
+def test_gold_models_and_their_evaluations_exist(smoke):
+    run = smoke / "results" / "smoke"
+    assert (run / "gold" / "finetuned" / "finetune" / "adapter_model.safetensors").exists()
+    assert (run / "gold" / "pretrained" / "base" / "model.safetensors").exists()
+    for knowledge in SMOKE["unlearn"]["knowledge"]:
+        assert (run / "eval" / "gold" / f"{knowledge}.json").exists()
+
+
+def test_every_new_metric_is_reported_for_image_and_text_questions(summary):
+    assert NEW_METRICS <= set(summary.metric)
+    for metric in ("rouge_l", "truth_ratio", "forget_quality", "mia_auc_minkpp"):
+        rows = summary[(summary.metric == metric) & (summary.split == "forget")]
+        assert {"mm", "text", "all"} <= set(rows.modality), metric
+    # every unlearning checkpoint has a forget quality and a model utility
+    unlearned = summary[~summary.method.isin(["base", "gold"])]
+    for metric in ("forget_quality", "model_utility"):
+        keys = unlearned[unlearned.metric == metric][["knowledge", "method", "schedule", "step"]].drop_duplicates()
+        assert len(keys) == len(unlearned[["knowledge", "method", "schedule", "step"]].drop_duplicates()), metric
+
+
+def test_gold_model_is_near_chance_on_its_forget_set_where_the_fine_tuned_model_is_not(summary):
+    for knowledge in SMOKE["unlearn"]["knowledge"]:
+        gold = value(summary, knowledge=knowledge, method="gold", split="forget", modality="all", metric="mcq_acc")
+        start = value(summary, knowledge=knowledge, method="GA", schedule="oneshot", step=0, split="forget",
+                      modality="all", metric="mcq_acc")
+        assert gold <= 0.5 and start >= 0.9, (knowledge, gold, start)
+        # it still knows what it was trained on
+        retain = value(summary, knowledge=knowledge, method="gold", split="retain", modality="all", metric="mcq_acc")
+        assert retain >= 0.8, (knowledge, retain)
+
+
+def test_membership_inference_separates_the_fine_tuned_forget_set_from_holdout(summary):
+    for score in ("loss", "minkpp"):
+        start = value(summary, knowledge="finetuned", method="GA", schedule="oneshot", step=0, split="forget",
+                      modality="all", metric=f"mia_auc_{score}")
+        gold = value(summary, knowledge="finetuned", method="gold", split="forget", modality="all",
+                     metric=f"mia_auc_{score}")
+        assert start >= 0.75 and start > gold + 0.15, (score, start, gold)
+
+
+def test_forget_quality_is_low_before_unlearning(summary):
+    for knowledge in SMOKE["unlearn"]["knowledge"]:
+        start = value(summary, knowledge=knowledge, method="GA", schedule="oneshot", step=0, split="forget",
+                      modality="all", metric="forget_quality")
+        assert start < 0.01, (knowledge, start)
+
+
+def test_plots_and_html_report_exist_and_are_not_empty(smoke):
+    plots = smoke / "results" / "smoke" / "plots"
+    names = [f"steps_{k}" for k in SMOKE["unlearn"]["knowledge"]] + ["schedules", "modality"]
+    for name in names:
+        png, pdf = plots / f"{name}.png", plots / f"{name}.pdf"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000, name
+        assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5_000, name
+    assert "Forgetting and utility" in (plots / "tables.html").read_text()
+    snakemake(smoke, "--report", "report.html")
+    report = (smoke / "report.html").read_text(errors="replace")
+    assert len(report) > 100_000 and "forget quality" in report
 
 
 def test_complete_run_has_nothing_to_do(smoke):

@@ -60,12 +60,15 @@ def run(argv: list[str] | None = None) -> int:
     stage("finetune", "inject the fictitious entities with LoRA", base=True)
     stage("unlearn", "one unlearning request on top of a chain", base=True, chain=True)
     stage("evaluate", "score one checkpoint", base=True, chain=True, out="JSON file")
+    stage("gold-data", "the data without one knowledge source's forget entities (gold models)")
     summary = sub.add_parser("summarize", help="one seed's summary.csv from its evaluation files")
     summary.add_argument("--manifest", type=_params, required=True,
                          help="JSON list of {knowledge, method, schedule, step, requests, path}")
     summary.add_argument("--splits", required=True)
     summary.add_argument("--csv", required=True)
     summary.add_argument("--provenance", help="CSV linking each checkpoint to its provenance files")
+    summary.add_argument("--gold", type=_params, default={},
+                         help="JSON {knowledge: evaluation file of its gold model}")
     aggregate = sub.add_parser("aggregate", help="mean over seeds: summary.csv, summary_stats.csv, summary.md")
     aggregate.add_argument("--inputs", nargs="+", required=True, help="per-seed summary.csv files")
     aggregate.add_argument("--csv", required=True)
@@ -79,6 +82,9 @@ def run(argv: list[str] | None = None) -> int:
     verify = sub.add_parser("check-results", help="compare a run's summary.csv with expected results")
     verify.add_argument("--summary", required=True)
     verify.add_argument("--expected", required=True)
+    plot = sub.add_parser("plot", help="figures (PNG + PDF) and HTML tables from summary.csv")
+    plot.add_argument("--csv", required=True)
+    plot.add_argument("--out", required=True, help="output directory")
     check = sub.add_parser("check-config", help="validate a config file and print it resolved")
     check.add_argument("config")
 
@@ -103,7 +109,11 @@ def run(argv: list[str] | None = None) -> int:
         return 0 if passed else 1
     if args.stage == "summarize":
         from pulse.report.summary import write
-        write(args.manifest, args.splits, args.csv, args.provenance)
+        write(args.manifest, args.splits, args.csv, args.provenance, gold=args.gold)
+        return 0
+    if args.stage == "plot":
+        from pulse.report.plots import write_all
+        write_all(args.csv, args.out)
         return 0
     if args.stage == "aggregate":
         from pulse.report.summary import aggregate
@@ -114,6 +124,11 @@ def run(argv: list[str] | None = None) -> int:
     if args.stage == "data":
         from pulse.stages import data
         data.run(args.params, args.out)
+        recorder.write(args.out)
+        return 0
+    if args.stage == "gold-data":
+        from pulse.stages import gold
+        gold.run(args.params, args.data, args.out, log=_log)
         recorder.write(args.out)
         return 0
 

@@ -1,22 +1,24 @@
-# Stage 5 - evaluation of every checkpoint: the base, the fine-tuned model (step 0) and every
-# unlearning step. MCQ accuracy by option likelihood on every population, train and test
-# variants, image+text and text-only. The checkpoint name says which adapter chain to load.
+# Stage 5 - evaluation of every checkpoint: the base, the fine-tuned model (step 0), every
+# unlearning step and the gold models. MCQ accuracy by option likelihood on every population,
+# train and test variants; greedy answers to open questions (ROUGE-L, exact match); truth ratios
+# and membership-inference scores; image+text and text-only (docs/evaluation.md). The checkpoint
+# name says which model to load.
 
 
 rule evaluate:
     input:
         data=DATA_FILES,
-        base=f"{BASE}/model.safetensors",
-        chain=eval_chain,
+        base=evaluation_base,
+        chain=evaluation_chain,
     output:
         f"{SEEDED}/eval/{{checkpoint}}.json",
     wildcard_constraints:
-        checkpoint="finetune|[^/]+/[^/]+/[^/]+/step[0-9]+",
+        checkpoint="finetune|gold/(finetuned|pretrained)|[^/]+/[^/]+/[^/]+/step[0-9]+",
     params:
         data=input_dir("data"),
         base=input_dir("base"),
         chain=chain_dirs,
-        settings=as_json({**MODEL_RUNTIME, **config["evaluate"]}),
+        settings=as_json(EVAL_SETTINGS),
     threads: threads_of("evaluate")
     resources:
         **resources_of("evaluate"),

@@ -19,12 +19,20 @@ MODALITIES = {"Image_Textual": "mm", "Pure_Text": "text"}
 
 @dataclass(frozen=True)
 class QA:
-    """An open question with its reference answer; ``image`` is None for text-only questions."""
+    """An open question with its reference answer; ``image`` is None for text-only questions.
+
+    ``paraphrase``/``perturbed`` (truth ratio: a rephrased correct answer and wrong answers) are
+    present when the data provides them (``Paraphrased_Answer``/``Perturbed_Answers``); ``index``
+    is the position of the question among its entity's open questions of the same modality.
+    """
     entity: str
     modality: str
     question: str
     answer: str
     image: Image.Image | None
+    paraphrase: str | None = None
+    perturbed: tuple[str, ...] = ()
+    index: int = 0
 
 
 @dataclass(frozen=True)
@@ -70,10 +78,14 @@ def load_examples(path: str | Path, entities: set[str] | None = None) -> tuple[l
         if entities is not None and row["ID"] not in entities:
             continue
         image = decode_image(row["image"], f"{path} row {index} (ID {row['ID']})")
+        seen = {"mm": 0, "text": 0}
         for item in row["Generation_Task"]:
             modality = MODALITIES[item["Type"]]
+            perturbed = item.get("Perturbed_Answers")
             qas.append(QA(row["ID"], modality, item["Question"], item["Ground_Truth"],
-                          image if modality == "mm" else None))
+                          image if modality == "mm" else None, item.get("Paraphrased_Answer"),
+                          tuple(perturbed) if perturbed is not None else (), seen[modality]))
+            seen[modality] += 1
         task = row["Classification_Task"]
         for key, modality in (("Image_Textual_Questions", "mm"), ("Pure_Text_Questions", "text")):
             for item in task.get(key) if task.get(key) is not None else []:

@@ -7,6 +7,12 @@ image stands in for a general benchmark. Each entity has an image (an entity-spe
 which a tiny vision tower learns quickly) and open QA pairs plus 4-option MCQs, asked both with
 the image ("this person") and text-only (by name). The ``test`` split holds a paraphrased question
 template never trained on and a mildly transformed image.
+
+Every open question also carries, for the truth ratio (TOFU), a ``Paraphrased_Answer`` (the correct
+value in a sentence the model never trained on, "the job is baker") and ``Perturbed_Answers``
+(the same sentence with wrong values of the same attribute). They are drawn from a separate seeded
+stream and use only words already in the questions, so the rest of the data and the vocabulary are
+unchanged by them.
 """
 
 from __future__ import annotations
@@ -56,6 +62,10 @@ UTILITY_TEMPLATES = {"shape": {"train": "What shape is in the image ?",
                                "test": "Which shape does the image show ?"},
                      "colour": {"train": "What colour is the shape ?",
                                 "test": "Which colour does the shape have ?"}}
+
+# Paraphrased/perturbed answer sentence per attribute; every word already occurs in a question.
+ANSWER_SENTENCE = "the {attribute} is {value}"
+PERTURBED = 3  # wrong answers per question
 
 SYLLABLES = ["ka", "lo", "mi", "ren", "tos", "va", "dur", "fel", "gor", "hin", "jas", "kel",
              "mor", "nal", "pim", "quo", "ras", "sel", "tev", "ulm", "vor", "wes", "yan", "zul"]
@@ -124,10 +134,23 @@ def mcq(question: str, answer: str, pool: list[str], rng: np.random.Generator) -
             "Correct_Answer": LETTERS[options.index(answer)]}
 
 
+def answer_variants(attribute: str, value: str, pool: list[str], rng: np.random.Generator) -> dict:
+    """Truth-ratio fields of one open question: a paraphrase of the answer and perturbed answers."""
+    wrong = rng.choice([v for v in pool if v != value], size=PERTURBED, replace=False)
+    return {"Paraphrased_Answer": ANSWER_SENTENCE.format(attribute=attribute, value=value),
+            "Perturbed_Answers": [ANSWER_SENTENCE.format(attribute=attribute, value=str(w)) for w in wrong]}
+
+
+def variant_rng(seed: int, entity_id: str) -> np.random.Generator:
+    """A stream independent of the main one (so adding fields changes no existing value)."""
+    return np.random.default_rng([seed, 7919, *entity_id.encode()])
+
+
 def entity_rows(entity_id: str, name: str, population: str, attributes: dict[str, str],
-                image: np.ndarray, rng: np.random.Generator) -> dict[str, dict]:
+                image: np.ndarray, rng: np.random.Generator, seed: int = 0) -> dict[str, dict]:
     """One MLLMU-Bench style row per split (train, test) for one entity."""
     rows = {}
+    variants = variant_rng(seed, entity_id)
     for split in ("train", "test"):
         shown = image if split == "train" else transformed(image, rng)
         image_questions, text_questions, generation = [], [], []
@@ -139,10 +162,10 @@ def entity_rows(entity_id: str, name: str, population: str, attributes: dict[str
             text_questions.append(mcq(mcq_template.format(who=name), value, pool, rng))
             open_templates = templates["train"] if split == "train" else [templates["test"]]
             for template in open_templates:
-                generation.append({"Type": "Image_Textual", "Question": template.format(who=THIS_PERSON),
-                                   "Ground_Truth": value})
-                generation.append({"Type": "Pure_Text", "Question": template.format(who=name),
-                                   "Ground_Truth": value})
+                for kind, who in (("Image_Textual", THIS_PERSON), ("Pure_Text", name)):
+                    generation.append({"Type": kind, "Question": template.format(who=who),
+                                       "Ground_Truth": value,
+                                       **answer_variants(attribute, value, pool, variants)})
         biography = (f"{name} works as a {attributes['job']} , lives in {attributes['city']} , "
                      f"enjoys {attributes['hobby']} and owns a {attributes['pet']} .")
         rows[split] = {
@@ -157,10 +180,11 @@ def entity_rows(entity_id: str, name: str, population: str, attributes: dict[str
     return rows
 
 
-def utility_rows(count: int, split: str, rng: np.random.Generator) -> list[dict]:
+def utility_rows(count: int, split: str, rng: np.random.Generator, seed: int = 0) -> list[dict]:
     colour_names = list(COLOURS)
     rows = []
     for index in range(count):
+        variants = variant_rng(seed, f"utility_{split}_{index:03d}")
         shape = str(rng.choice(SHAPES))
         colour = str(rng.choice(colour_names))
         answers = {"shape": (shape, SHAPES), "colour": (colour, colour_names)}
@@ -169,7 +193,8 @@ def utility_rows(count: int, split: str, rng: np.random.Generator) -> list[dict]
         for kind, (answer, pool) in answers.items():
             question = UTILITY_TEMPLATES[kind][split]
             questions.append(mcq(question, answer, pool, rng))
-            generation.append({"Type": "Image_Textual", "Question": question, "Ground_Truth": answer})
+            generation.append({"Type": "Image_Textual", "Question": question, "Ground_Truth": answer,
+                               **answer_variants(kind, answer, pool, variants)})
         entity_id = f"utility_{split}_{index:03d}"
         rows.append({
             "ID": entity_id, "name": "", "population": "utility",
@@ -194,12 +219,12 @@ def generate_world(entities: dict[str, int], utility: dict[str, int], seed: int)
         for index in range(entities[population]):
             attributes = {a: str(rng.choice(pool)) for a, pool in ATTRIBUTES.items()}
             rows = entity_rows(f"{population}_{index:03d}", names[cursor], population, attributes,
-                               entity_image(rng), rng)
+                               entity_image(rng), rng, seed)
             cursor += 1
             for split, row in rows.items():
                 tables[f"{population}_{split}"].append(row)
     for split in ("train", "test"):
-        tables[f"utility_{split}"] = utility_rows(utility[split], split, rng)
+        tables[f"utility_{split}"] = utility_rows(utility[split], split, rng, seed)
     return tables
 
 

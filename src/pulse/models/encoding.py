@@ -29,15 +29,17 @@ class Encoder:
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.prompts = prompts
-        self._pixels: dict[int, torch.Tensor] = {}
+        self._pixels: dict[int, tuple[object, torch.Tensor]] = {}
         self._prompt_ids: dict[tuple, list[int]] = {}
 
     def pixels(self, image) -> torch.Tensor:
+        # Keyed by object identity; the image is kept alive with its tensor, so that a freed
+        # image's id, reused by a new image, can never return stale pixels.
         key = id(image)
         if key not in self._pixels:
-            self._pixels[key] = self.processor.image_processor(
-                images=[image], return_tensors="pt")["pixel_values"][0]
-        return self._pixels[key]
+            self._pixels[key] = (image, self.processor.image_processor(
+                images=[image], return_tensors="pt")["pixel_values"][0])
+        return self._pixels[key][1]
 
     def prompt_ids(self, question: str, image) -> list[int]:
         modality = "text" if image is None else "mm"

@@ -1,0 +1,182 @@
+"""Evaluation metrics against hand-computed values, and the batched scorers against plain ones."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pulse.metrics import mia
+from pulse.metrics.generation import exact_match, rouge_l_recall
+from pulse.metrics.likelihood import token_statistics
+from pulse.metrics.truth import forget_quality, geometric_mean, harmonic_mean, truth_ratio, truth_score
+
+
+# --- generation scores -------------------------------------------------------------------------
+
+def test_rouge_l_recall_on_known_strings():
+    # LCS("the cat sat", "the cat sat on the mat") = 3 of the reference's 6 tokens
+    assert rouge_l_recall("the cat sat", "the cat sat on the mat") == pytest.approx(0.5)
+    assert rouge_l_recall("the cat sat on the mat", "the cat sat") == pytest.approx(1.0)
+    # order matters: LCS("mat the", "the mat") = 1 of 2
+    assert rouge_l_recall("mat the", "the mat") == pytest.approx(0.5)
+    assert rouge_l_recall("dog", "cat") == 0.0
+    assert rouge_l_recall("", "cat") == 0.0
+
+
+def test_exact_match_normalises_case_and_punctuation():
+    assert exact_match(" Paris .", "paris") == 1.0
+    assert exact_match("Paris Lima", "Paris") == 0.0
+
+
+# --- truth ratio, forget quality, utility ------------------------------------------------------
+
+def test_truth_ratio_on_a_toy_distribution():
+    # paraphrase: two tokens of p=0.5 -> normalised 0.5; perturbed: 0.25 (one token) and
+    # 0.125 (two tokens of 0.125) -> mean 0.1875; R = 0.1875 / 0.5
+    ratio = truth_ratio([math.log(0.5)] * 2, [[math.log(0.25)], [math.log(0.125)] * 2])
+    assert ratio == pytest.approx(0.375)
+    # indifferent model: R = 1
+    assert truth_ratio([math.log(0.2)], [[math.log(0.2)]] * 3) == pytest.approx(1.0)
+    assert truth_score([0.375, 1.0, 4.0]) == pytest.approx((0.625 + 0 + 0) / 3)
+    assert geometric_mean([0.25, 4.0]) == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        truth_ratio([], [[0.0]])
+
+
+def test_forget_quality_is_one_for_identical_and_tiny_for_shifted_samples():
+    rng = np.random.default_rng(0)
+    sample = rng.normal(size=200)
+    assert forget_quality(sample, sample.copy()) == pytest.approx(1.0)
+    assert forget_quality(sample, rng.normal(loc=2.0, size=200)) < 1e-10
+    # same distribution, different draws: not rejected
+    assert forget_quality(sample, rng.normal(size=200)) > 0.01
+
+
+def test_harmonic_mean():
+    assert harmonic_mean([1.0, 0.5]) == pytest.approx(2 / 3)
+    assert harmonic_mean([0.9, 0.0, 1.0]) == 0.0
+    assert harmonic_mean([0.4]) == pytest.approx(0.4)
+
+
+# --- membership inference ----------------------------------------------------------------------
+
+def test_auc_of_separable_reversed_tied_and_hand_computed_scores():
+    assert mia.auc([3, 4, 5], [0, 1, 2]) == 1.0
+    assert mia.auc([0, 1], [2, 3]) == 0.0
+    assert mia.auc([1, 1], [1, 1]) == 0.5
+    # pairs (member > non-member): 0.8>0.5, 0.8>0.1, 0.4<0.5, 0.4>0.1 -> 3 of 4
+    assert mia.auc([0.8, 0.4], [0.5, 0.1]) == pytest.approx(0.75)
+
+
+def test_min_k_zlib_and_privleak():
+    assert mia.lowest_mean([-1, -5, -2, -3, -4], 0.4) == pytest.approx(-4.5)
+    assert mia.lowest_mean([-1, -2], 0.2) == pytest.approx(-2.0)  # at least one token
+    scores = mia.scores([-1.0, -3.0], [0.5, -1.5], "cat", k=0.5)
+    assert scores["loss"] == pytest.approx(-2.0)
+    assert scores["zlib"] == pytest.approx(-2.0 / mia.zlib_bytes("cat"))
+    assert scores["mink"] == pytest.approx(-3.0) and scores["minkpp"] == pytest.approx(-1.5)
+    assert mia.privleak(0.75, 0.5) == pytest.approx(50.0)
+    assert mia.privleak(0.5, 0.5) == 0.0
+
+
+def test_min_k_plus_plus_statistic_on_a_two_token_vocabulary():
+    p = torch.tensor([0.75, 0.25])
+    logits = p.log().unsqueeze(0)
+    chosen, standardised = token_statistics(logits, torch.tensor([0]))
+    logp = p.log()
+    mu = float((p * logp).sum())
+    sigma = math.sqrt(float((p * logp ** 2).sum()) - mu ** 2)
+    assert float(chosen[0]) == pytest.approx(math.log(0.75), abs=1e-6)
+    assert float(standardised[0]) == pytest.approx((math.log(0.75) - mu) / sigma, abs=1e-5)
+
+
+# --- batched scorers on a real (randomly initialised) tiny LLaVA -------------------------------
+
+@pytest.fixture(scope="module")
+def encoder(tiny):
+    from pulse.models.encoding import PROMPTS, Encoder
+    return Encoder(tiny[1], PROMPTS["tiny"])
+
+
+@pytest.fixture(scope="module")
+def open_questions(data_dir):
+    from pulse.data.records import load_examples
+    qas, _ = load_examples(data_dir / "world_train.parquet")
+    return qas
+
+
+def test_cached_continuation_scores_equal_plain_forward_passes(tiny, encoder, open_questions):
+    from pulse.metrics.likelihood import answer_ids, score_continuations, score_full
+    model, _ = tiny
+    requests = []
+    for qa in open_questions[:12]:  # image and text questions, one- and multi-token continuations
+        requests.append((qa.question, qa.image, answer_ids(encoder, qa.answer)))
+        for text in (qa.paraphrase, *qa.perturbed):
+            requests.append((qa.question, qa.image, answer_ids(encoder, text)))
+    cached = score_continuations(model, encoder, requests, batch_size=7)
+    plain = score_full(model, encoder, requests, batch_size=64)
+    assert len(cached) == len(requests)
+    for a, b, (_, _, ids) in zip(cached, plain, requests):
+        assert len(a.logprobs) == len(ids)
+        np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-4)
+        np.testing.assert_allclose(a.standardised, b.standardised, atol=1e-3)
+
+
+def test_batched_left_padded_generation_equals_one_at_a_time(tiny, encoder, open_questions):
+    from pulse.metrics.generation import greedy_answers
+    model, _ = tiny
+    questions = [(qa.question, qa.image) for qa in open_questions[:10]]
+    batched = greedy_answers(model, encoder, questions, batch_size=10, max_new_tokens=4)
+    single = [greedy_answers(model, encoder, [q], batch_size=1, max_new_tokens=4)[0] for q in questions]
+    assert batched == single
+    assert all(isinstance(a, str) for a in batched)
+
+
+def test_pixel_cache_never_returns_a_freed_images_pixels(tiny, encoder):
+    """Regression: the cache is keyed by id(image); a freed image's id can be reused."""
+    from PIL import Image
+    processor = tiny[1]
+    for value in range(0, 250, 10):
+        image = Image.new("RGB", (32, 32), (value, 255 - value, value // 2))
+        expected = processor.image_processor(images=[image], return_tensors="pt")["pixel_values"][0]
+        assert torch.equal(encoder.pixels(image), expected), value
+        del image
+
+
+# --- evaluation pieces -------------------------------------------------------------------------
+
+def test_strided_selection_takes_one_question_per_attribute(open_questions):
+    from pulse.stages.evaluate import strided
+    chosen = strided(open_questions, 4)
+    for (entity, modality), group in pd.DataFrame(
+            [{"entity": q.entity, "modality": q.modality, "index": q.index} for q in chosen]).groupby(["entity", "modality"]):
+        assert sorted(group["index"]) == [0, 4, 8, 12]
+    # every attribute's answer sentence appears once per entity and modality
+    attributes = {q.paraphrase.split()[1] for q in chosen if q.entity == chosen[0].entity and q.modality == "mm"}
+    assert attributes == {"job", "city", "hobby", "pet"}
+
+
+def test_truth_ratio_fields_use_only_words_of_the_questions(data_dir):
+    from pulse.data.records import all_texts, load_examples
+    vocabulary = {w for t in all_texts(sorted(data_dir.glob("*.parquet"))) for w in t.split()}
+    qas, _ = load_examples(data_dir / "fictitious_train.parquet")
+    for qa in qas:
+        assert qa.paraphrase.endswith(" " + qa.answer)
+        assert len(qa.perturbed) == 3 and all(not p.endswith(" " + qa.answer) for p in qa.perturbed)
+        assert set(" ".join((qa.paraphrase, *qa.perturbed)).split()) <= vocabulary
+
+
+def test_gold_data_drops_only_the_forget_entities_of_one_source(data_dir, tmp_path):
+    from pulse.io import read_json
+    from pulse.stages import gold
+    gold.run({"knowledge": "finetuned"}, data_dir, tmp_path / "gold", log=lambda *_: None)
+    forget = set(read_json(data_dir / "splits.json")["finetuned"]["forget"])
+    kept = set(pd.read_parquet(tmp_path / "gold" / "fictitious_train.parquet").ID)
+    original = set(pd.read_parquet(data_dir / "fictitious_train.parquet").ID)
+    assert kept == original - forget and forget <= original
+    for name in ("world_train.parquet", "fictitious_test.parquet", "splits.json"):
+        assert (tmp_path / "gold" / name).read_bytes() == (data_dir / name).read_bytes()
