@@ -6,7 +6,7 @@
 rule evaluate:
     input:
         data=DATA_FILES,
-        base=f"{BASE}/model.safetensors",
+        base=BASE_FILE,
         chain=eval_chain,
     output:
         f"{SEEDED}/eval/{{checkpoint}}.json",
@@ -32,7 +32,7 @@ rule evaluate:
 use rule evaluate as evaluate_base with:
     input:
         data=DATA_FILES,
-        base=f"{BASE}/model.safetensors",
+        base=BASE_FILE,
         chain=[],
     output:
         f"{RUN}/eval/base.json",
