@@ -84,7 +84,7 @@ def training_policy(model_config: dict) -> dict:
 
 # --- where a checkpoint comes from -------------------------------------------------------------
 
-def _sha256(path: Path, chunk: int = 1 << 24) -> str:
+def sha256_of(path: Path, chunk: int = 1 << 24) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while block := handle.read(chunk):
@@ -99,7 +99,7 @@ def file_digests(directory: Path, hash_weights: bool = True) -> dict:
         resolved = path.resolve()  # model-cache snapshots are symlinks to blobs
         entry = {"bytes": resolved.stat().st_size}
         if hash_weights or resolved.stat().st_size < 64 << 20:
-            entry["sha256"] = _sha256(resolved)
+            entry["sha256"] = sha256_of(resolved)
         files[str(path.relative_to(directory))] = entry
     return files
 

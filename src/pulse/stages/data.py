@@ -70,11 +70,29 @@ def write_table(path: Path, rows: list[dict]) -> None:
         frame.to_parquet(tmp, index=False)
 
 
+def source_files(params: dict) -> dict:
+    """Size and sha256 of every file of a local dataset (which copy a run converted)."""
+    from pulse.models.backends import file_digests, sha256_of
+    files = {}
+    for key in ("path", "general"):
+        value = params.get(key)
+        path = Path(value["path"] if isinstance(value, dict) else value).expanduser() if value else None
+        if path is None or not path.exists():
+            continue
+        if path.is_dir():
+            files.update({f"{path}/{k}": v for k, v in file_digests(path).items() if k.endswith((".parquet", ".tsv", ".json"))})
+        else:
+            files[str(path)] = {"bytes": path.stat().st_size, "sha256": sha256_of(path)}
+    return files
+
+
 def run(params: dict, out_dir: str | Path, log=print) -> None:
     out_dir = Path(out_dir)
     tables, splits = build(params, log)
     for name in TABLES:
         write_table(out_dir / f"{name}.parquet", tables.get(name, []))
+    if params.get("source", "synthetic") != "synthetic":
+        write_json(out_dir / "source_files.json", source_files(params))
     write_json(out_dir / (CANDIDATES if params.get("select_known") else SPLITS), splits)
 
 
