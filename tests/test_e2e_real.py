@@ -36,7 +36,7 @@ def snakemake(directory: Path, *args: str, timeout: int = 1800) -> subprocess.Co
 
 def real_config(run: str, backend: str, checkpoint, data) -> dict:
     return {
-        "run": run, "seed": 0,
+        "run": run, "seed": 0, "seeds": [0],
         "data": {"source": "mllmu", "path": str(data), "forget_ratio": 10, "holdout": 2,
                  "select_known": {"top": 6, "forget": 2},
                  "general": {"path": str(data / "MMBench_DEV_EN.parquet")}},
@@ -61,7 +61,7 @@ def real_run(request, tmp_path_factory, fixture_data):
     backend = request.param
     checkpoint = write_checkpoint(tmp_path_factory.mktemp("ckpt") / backend, backend, texts_of(fixture_data))
     directory = workflow_copy(tmp_path_factory.mktemp(f"real_{backend}"))
-    # The only config file of this copy (a --configfile would be merged into the default one).
+    # The embedded default config of this copy.
     (directory / "config" / "config.yaml").write_text(yaml.safe_dump(real_config(backend, backend, checkpoint,
                                                                                  fixture_data)))
     snakemake(directory)
@@ -73,10 +73,10 @@ def test_every_stage_ran_on_the_real_class(real_run):
     record = read_json(run / "base" / "checkpoint.json")
     assert record["backend"] == backend and record["source"]["path"] == str(checkpoint.resolve())
     assert not (run / "base" / "model.safetensors").exists()  # a real base is recorded, not copied
-    assert (run / "finetune" / "adapter_model.safetensors").exists()
+    assert (run / "seed0" / "finetune" / "adapter_model.safetensors").exists()
     for knowledge in ("finetuned", "pretrained"):
         for schedule, steps in (("oneshot", 1), ("sequential", 2)):
-            assert (run / "unlearn" / knowledge / "GA" / schedule / f"step{steps}" / "adapter_model.safetensors").exists()
+            assert (run / "seed0" / "unlearn" / knowledge / "GA" / schedule / f"step{steps}" / "adapter_model.safetensors").exists()
     summary = pd.read_csv(run / "summary.csv")
     assert not summary.isna().any().any()
     assert {"forget", "retain", "other", "holdout", "utility", "forget_test"} <= set(summary.split)
@@ -93,7 +93,7 @@ def test_known_entities_are_the_best_scored_and_become_the_pretrained_split(real
     splits = read_json(run / "data" / "splits.json")
     assert splits["pretrained"]["forget"] == known["forget"] and len(known["forget"]) == 2
     assert sorted(splits["pretrained"]["retain"]) == sorted(set(known["known"]) - set(known["forget"]))
-    log = read_json(run / "unlearn" / "pretrained" / "GA" / "oneshot" / "step1" / "unlearn_log.json")
+    log = read_json(run / "seed0" / "unlearn" / "pretrained" / "GA" / "oneshot" / "step1" / "unlearn_log.json")
     assert sorted(log["forget_entities"]) == sorted(known["forget"])
 
 
