@@ -3,20 +3,6 @@
 # (LLaVA-1.5, Qwen2-VL, ...) is not trained: checkpoint.json records which one it is (name,
 # revision, commit, file digests). With data.select_known the base is then scored on every world
 # entity and the best-known ones are selected (known_entities.json).
-TINY = config["model"]["backend"] == "tiny"
-
-
-def base_settings():
-    settings = {
-        "seed": config["seed"],
-        "model": config["model"],
-        "select": config["data"].get("select_known"),
-    }
-    if SELECT_KNOWN:
-        settings["batch_size"] = config["evaluate"]["batch_size"]
-    if TINY:
-        settings["train"] = config["pretrain"]
-    return settings
 
 
 rule base:

@@ -46,6 +46,7 @@ SEEDS = config["seeds"]
 SEEDED = f"{RUN}/seed{{seed}}"
 # Every model-loading job depends on the base's checkpoint.json (weights beside it for tiny).
 BASE_FILE = f"{BASE}/checkpoint.json"
+TINY = config["model"]["backend"] == "tiny"
 KNOWLEDGE = config["unlearn"]["knowledge"]
 METHODS = list(config["unlearn"]["methods"])
 SCHEDULES = config["unlearn"]["schedules"]
@@ -187,3 +188,17 @@ def threads_of(stage):
 
 def resources_of(stage):
     return config["resources"][stage]
+
+
+def base_settings():
+    """Settings of the base job: the model (and, for tiny, its pre-training); the selection."""
+    settings = {
+        "seed": config["seed"],
+        "model": config["model"],
+        "select": config["data"].get("select_known"),
+    }
+    if SELECT_KNOWN:
+        settings["batch_size"] = config["evaluate"]["batch_size"]
+    if TINY:
+        settings["train"] = config["pretrain"]
+    return settings
