@@ -55,8 +55,12 @@ def run(argv: list[str] | None = None) -> int:
         command.add_argument("--out", required=True, help=f"output {out}")
         return command
 
-    stage("data", "write the synthetic world and forget/retain splits", data=False)
-    stage("base", "build and pre-train the tiny base model")
+    stage("data", "convert the data source (synthetic, MLLMU-Bench, prepared) and write the splits", data=False)
+    stage("base", "pre-train the tiny base, or record a real checkpoint; select known entities")
+    splits = sub.add_parser("splits", help="splits.json from the candidates and the base's known-entity selection")
+    splits.add_argument("--candidates", required=True, help="candidate_splits.json of the data stage")
+    splits.add_argument("--known", required=True, help="known_entities.json of the base stage")
+    splits.add_argument("--out", required=True, help="output splits.json")
     stage("finetune", "inject the fictitious entities with LoRA", base=True)
     stage("unlearn", "one unlearning request on top of a chain", base=True, chain=True)
     stage("evaluate", "score one checkpoint", base=True, chain=True, out="JSON file")
@@ -87,6 +91,8 @@ def run(argv: list[str] | None = None) -> int:
     plot.add_argument("--out", required=True, help="output directory")
     check = sub.add_parser("check-config", help="validate a config file and print it resolved")
     check.add_argument("config")
+    guess = sub.add_parser("estimate", help="GPU memory/time estimates per stage for a real-checkpoint config")
+    guess.add_argument("config")
 
     args = parser.parse_args(argv)
     raw_argv = list(sys.argv[1:] if argv is None else argv)
@@ -107,6 +113,12 @@ def run(argv: list[str] | None = None) -> int:
         text, passed = report(args.summary, args.expected)
         print(text)
         return 0 if passed else 1
+    if args.stage == "estimate":
+        from pulse.config import load
+        from pulse.models.estimates import table
+        print("ESTIMATES from the model size (not measurements), see pulse/models/estimates.py")
+        print(table(load(args.config)))
+        return 0
     if args.stage == "summarize":
         from pulse.report.summary import write
         write(args.manifest, args.splits, args.csv, args.provenance, gold=args.gold)
@@ -119,11 +131,15 @@ def run(argv: list[str] | None = None) -> int:
         from pulse.report.summary import aggregate
         aggregate(args.inputs, args.csv, args.stats, args.md)
         return 0
+    if args.stage == "splits":
+        from pulse.stages import data
+        data.merge_selection(args.candidates, args.known, args.out)
+        return 0
     from pulse.provenance import Recorder
     recorder = Recorder(args.stage, args.params, raw_argv)
     if args.stage == "data":
         from pulse.stages import data
-        data.run(args.params, args.out)
+        data.run(args.params, args.out, log=_log)
         recorder.write(args.out)
         return 0
     if args.stage == "gold-data":

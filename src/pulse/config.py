@@ -59,22 +59,36 @@ def validate(config: dict, source: str = "config") -> dict:
 def check_semantics(config: dict, source: str = "config") -> None:
     from pulse.methods import METHODS, build
 
-    data = config["data"]
-    forget = data["forget_size"]
+    from pulse.data.plan import PlanError, forget_plan
+    try:
+        plan = forget_plan(config["data"])
+    except PlanError as error:
+        raise ConfigError(f"{source}: {error}") from None
+    if config["model"]["backend"] == "tiny" and "pretrain" not in config:
+        raise ConfigError(f"{source}: key 'pretrain' is required by model.backend tiny (the base is pre-trained here)")
+    if config["model"]["backend"] != "tiny" and "checkpoint" not in config["model"]:
+        raise ConfigError(f"{source}: key 'model.checkpoint' is required by model.backend "
+                          f"{config['model']['backend']} (a local directory or a model-hub id)")
     population = {"finetuned": "fictitious", "pretrained": "world"}
     for knowledge in config["unlearn"]["knowledge"]:
-        entities = data["entities"][population[knowledge]]
-        if forget >= entities:
-            raise ConfigError(f"{source}: key 'data.forget_size' is {forget} but the {population[knowledge]} "
+        entities, forget = plan[knowledge]
+        key = ("data.select_known.forget" if knowledge == "pretrained" and config["data"].get("select_known")
+               else "data.forget_size")
+        if config["data"]["source"] == "mllmu" and knowledge == "finetuned":
+            key = f"data.forget_ratio (forget_{config['data']['forget_ratio']})"
+        if forget is None:
+            continue  # only the data files can tell; the data stage checks them
+        if entities is not None and forget >= entities:
+            raise ConfigError(f"{source}: key '{key}' is {forget} but the {population[knowledge]} "
                               f"population ({knowledge} knowledge) has only {entities} entities; "
                               "expected fewer, so that a retain set remains")
-    for name, chunks in config["unlearn"]["schedules"].items():
-        if chunks > forget:
-            raise ConfigError(f"{source}: key 'unlearn.schedules.{name}' asks for K={chunks} sequential "
-                              f"requests but the forget set has only {forget} entities (data.forget_size)")
-        if forget % chunks:
-            raise ConfigError(f"{source}: key 'unlearn.schedules.{name}': the forget set of {forget} "
-                              f"entities does not split into K={chunks} equal chunks")
+        for name, chunks in config["unlearn"]["schedules"].items():
+            if chunks > forget:
+                raise ConfigError(f"{source}: key 'unlearn.schedules.{name}' asks for K={chunks} sequential "
+                                  f"requests but the {knowledge} forget set has only {forget} entities ({key})")
+            if forget % chunks:
+                raise ConfigError(f"{source}: key 'unlearn.schedules.{name}': the {knowledge} forget set of "
+                                  f"{forget} entities ({key}) does not split into K={chunks} equal chunks")
     for name, hyper in config["unlearn"]["methods"].items():
         if name not in METHODS:
             raise ConfigError(f"{source}: key 'unlearn.methods.{name}': unknown method; "

@@ -31,15 +31,22 @@ def check_writable(directory):
 
 check_writable("results")
 DATA = f"{RUN}/data"
-DATA_FILES = [
+DATA_TABLES = [
     f"{DATA}/{population}_{split}.parquet"
     for population in ("world", "fictitious", "holdout", "utility")
     for split in ("train", "test")
-] + [f"{DATA}/splits.json"]
+]
+DATA_FILES = DATA_TABLES + [f"{DATA}/splits.json"]
+# Pre-trained forget/retain chosen by scoring the base model (data.select_known): the data stage
+# writes candidates, the base stage the selection, the splits rule splits.json.
+SELECT_KNOWN = bool(config["data"].get("select_known"))
 BASE = f"{RUN}/base"
 # Training randomness (fine-tune, unlearning) fans out over seeds; data and base are shared.
 SEEDS = config["seeds"]
 SEEDED = f"{RUN}/seed{{seed}}"
+# Every model-loading job depends on the base's checkpoint.json (weights beside it for tiny).
+BASE_FILE = f"{BASE}/checkpoint.json"
+TINY = config["model"]["backend"] == "tiny"
 KNOWLEDGE = config["unlearn"]["knowledge"]
 METHODS = list(config["unlearn"]["methods"])
 SCHEDULES = config["unlearn"]["schedules"]
@@ -181,3 +188,17 @@ def threads_of(stage):
 
 def resources_of(stage):
     return config["resources"][stage]
+
+
+def base_settings():
+    """Settings of the base job: the model (and, for tiny, its pre-training); the selection."""
+    settings = {
+        "seed": config["seed"],
+        "model": config["model"],
+        "select": config["data"].get("select_known"),
+    }
+    if SELECT_KNOWN:
+        settings["batch_size"] = config["evaluate"]["batch_size"]
+    if TINY:
+        settings["train"] = config["pretrain"]
+    return settings

@@ -35,8 +35,14 @@ def gold_manifest():
     ]
 
 
+def gold_base_file(knowledge):
+    """The file that stands for the base of ``knowledge``'s gold model (the ordinary base's record
+    unless the base itself is re-trained)."""
+    return f"{GOLD}/pretrained/base/model.safetensors" if knowledge == "pretrained" else BASE_FILE
+
+
 def gold_finetune_base(wildcards):
-    return f"{gold_base_dir(wildcards.knowledge)}/model.safetensors"
+    return gold_base_file(wildcards.knowledge)
 
 
 # Only the settings that change the numbers (the gold switches do not re-run evaluations).
@@ -45,8 +51,8 @@ EVAL_SETTINGS = {**MODEL_RUNTIME, **{k: v for k, v in config["evaluate"].items()
 
 def evaluation_base(wildcards):
     if wildcards.checkpoint.startswith("gold/"):
-        return f"{gold_base_dir(wildcards.checkpoint.removeprefix('gold/'))}/model.safetensors"
-    return f"{BASE}/model.safetensors"
+        return gold_base_file(wildcards.checkpoint.removeprefix("gold/"))
+    return BASE_FILE
 
 
 def evaluation_chain(wildcards):

@@ -34,7 +34,7 @@ rule evaluate:
 use rule evaluate as evaluate_base with:
     input:
         data=DATA_FILES,
-        base=f"{BASE}/model.safetensors",
+        base=BASE_FILE,
         chain=[],
     output:
         f"{RUN}/eval/base.json",

@@ -5,7 +5,7 @@
 rule finetune:
     input:
         data=DATA_FILES,
-        base=f"{BASE}/model.safetensors",
+        base=BASE_FILE,
     output:
         f"{SEEDED}/finetune/adapter_model.safetensors",
     params:

@@ -37,14 +37,8 @@ rule gold_base:
     params:
         data=input_dir("data"),
         out=output_dir,
-        settings=as_json(
-            {
-                "seed": config["seed"],
-                "device": config["model"]["device"],
-                "tiny": config["model"]["tiny"],
-                "train": config["pretrain"],
-            }
-        ),
+        # the base job's settings without the known-entity selection
+        settings=as_json({**base_settings(), "select": None}),
     threads: threads_of("base")
     resources:
         **resources_of("base"),

@@ -6,7 +6,7 @@
 rule unlearn:
     input:
         data=DATA_FILES,
-        base=f"{BASE}/model.safetensors",
+        base=BASE_FILE,
         chain=previous_chain,
     output:
         f"{SEEDED}/unlearn/{{knowledge}}/{{method}}/{{schedule}}/step{{step}}/adapter_model.safetensors",

@@ -89,7 +89,7 @@ def load_examples(path: str | Path, entities: set[str] | None = None) -> tuple[l
         task = row["Classification_Task"]
         for key, modality in (("Image_Textual_Questions", "mm"), ("Pure_Text_Questions", "text")):
             for item in task.get(key) if task.get(key) is not None else []:
-                letters = sorted(item["Options"])
+                letters = sorted(k for k, v in item["Options"].items() if v is not None)  # A..D, some may be absent
                 options = tuple(item["Options"][letter] for letter in letters)
                 mcqs.append(MCQ(row["ID"], modality, item["Question"], options,
                                 letters.index(item["Correct_Answer"]),

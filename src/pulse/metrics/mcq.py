@@ -30,7 +30,7 @@ def _forward(model, encoder: Encoder, sequences: list[Encoded]) -> tuple[torch.T
 
 
 def _option_ids(encoder: Encoder, option: str) -> list[int]:
-    return list(encoder.tokenizer(" " + option, add_special_tokens=False)["input_ids"])
+    return encoder.continuation_ids(option)  # as the answer follows the prompt in this back-end
 
 
 @torch.no_grad()

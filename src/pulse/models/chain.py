@@ -9,34 +9,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
 from peft import LoraConfig, PeftModel, get_peft_model
-from transformers import AutoProcessor, LlavaForConditionalGeneration
 
 from pulse.io import atomic_dir
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-LM_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+from pulse.models.backends import DTYPES, LM_LINEAR, device_of, load_model  # noqa: F401
 
 
-def device_of(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-def load_base(base_dir: str | Path, device: str = "cpu", dtype: str = "float32",
-              trust_remote_code: bool = False):
-    base_dir = Path(base_dir)
-    if not (base_dir / "config.json").exists():
-        raise FileNotFoundError(f"{base_dir}: no model checkpoint (config.json missing)")
-    model = LlavaForConditionalGeneration.from_pretrained(
-        base_dir, dtype=DTYPES[dtype], use_safetensors=True, local_files_only=True,
-        trust_remote_code=trust_remote_code)
-    processor = AutoProcessor.from_pretrained(base_dir, local_files_only=True,
-                                              trust_remote_code=trust_remote_code)
-    model.to(device_of(device)).eval()
-    return model, processor
+def load_base(base_dir: str | Path, device: str = "cpu", dtype: str = "float32"):
+    """The base model of any back-end (see models/backends.py) and its processor."""
+    return load_model(base_dir, device, dtype)
 
 
 def merge_adapter(model, adapter_dir: str | Path):
@@ -55,8 +36,9 @@ def load_chain(base_dir, adapters=(), device: str = "cpu", dtype: str = "float32
 
 
 def add_lora(model, rank: int, alpha: int, dropout: float = 0.0, modules=LM_LINEAR):
-    """A fresh LoRA adapter on the language model's linear layers only (not the vision tower)."""
-    target = r".*language_model.*\.(" + "|".join(modules) + ")"
+    """A fresh LoRA adapter on the language model's linear layers only (not the vision tower),
+    or on the modules of the base's training policy (back-end, projector/vision tower trained)."""
+    target = getattr(model, "pulse_lora_target", None) or r".*language_model.*\.(" + "|".join(modules) + ")"
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=target,
                         bias="none")
     return get_peft_model(model, config)
