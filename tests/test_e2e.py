@@ -95,10 +95,10 @@ NEW_METRICS = {"rouge_l", "exact_match", "truth_ratio", "truth_score", "forget_q
 
 def test_gold_models_and_their_evaluations_exist(smoke):
     run = smoke / "results" / "smoke"
-    assert (run / "gold" / "finetuned" / "finetune" / "adapter_model.safetensors").exists()
     assert (run / "gold" / "pretrained" / "base" / "model.safetensors").exists()
     for knowledge in SMOKE["unlearn"]["knowledge"]:
-        assert (run / "eval" / "gold" / f"{knowledge}.json").exists()
+        assert (run / "seed0" / "gold" / knowledge / "finetune" / "adapter_model.safetensors").exists()
+        assert (run / "seed0" / "eval" / "gold" / f"{knowledge}.json").exists()
 
 
 def test_every_new_metric_is_reported_for_image_and_text_questions(summary):

@@ -1,11 +1,13 @@
 # Target lists and input functions of the evaluation stages (gold models, evaluation, report);
 # functions only, the rules are in gold.smk, evaluate.smk and report.smk.
 
+# Gold models: data and the re-trained base are shared; the fine-tune fans out over seeds like the
+# real one, so each seed's checkpoints are compared with the gold model of the same seed.
 GOLD = f"{RUN}/gold"
 GOLD_KNOWLEDGE = [k for k in KNOWLEDGE if config["evaluate"]["gold"][k]]
 
 if "pretrained" in GOLD_KNOWLEDGE and config["model"]["backend"] != "tiny":
-    raise ValueError(
+    raise WorkflowError(
         "config key 'evaluate.gold.pretrained': the pre-trained-knowledge gold model re-trains the "
         f"base without the forget entities, which backend '{config['model']['backend']}' cannot do "
         "here; set evaluate.gold.pretrained: false (forget quality and PrivLeak are then not reported "
@@ -17,22 +19,32 @@ def gold_base_dir(knowledge):
     return f"{GOLD}/pretrained/base" if knowledge == "pretrained" else BASE
 
 
-def gold_chain(knowledge):
+def gold_chain(seed, knowledge):
     """Adapter directories of the gold model of ``knowledge`` on top of gold_base_dir(knowledge)."""
-    if knowledge == "pretrained" and starts_from_base(knowledge):
+    if starts_from_base(knowledge):
         return []
-    return [f"{GOLD}/{knowledge}/finetune"]
+    return [f"{RUN}/seed{seed}/gold/{knowledge}/finetune"]
 
 
-def gold_eval_files():
-    return {k: f"{RUN}/eval/gold/{k}.json" for k in GOLD_KNOWLEDGE}
+def gold_eval_files(seed):
+    return {k: f"{RUN}/seed{seed}/eval/gold/{k}.json" for k in GOLD_KNOWLEDGE}
 
 
-def gold_manifest():
-    return [
+def gold_evals(wildcards):
+    return sorted(gold_eval_files(wildcards.seed).values())
+
+
+def gold_files_of(wildcards):
+    return as_json(gold_eval_files(wildcards.seed))
+
+
+def seed_manifest(wildcards):
+    """The seed's checkpoints (common.smk) plus its gold models as reference rows."""
+    gold = [
         {"knowledge": k, "method": "gold", "schedule": "none", "step": 0, "requests": 1, "path": path}
-        for k, path in gold_eval_files().items()
+        for k, path in gold_eval_files(wildcards.seed).items()
     ]
+    return as_json(manifest(wildcards.seed) + gold)
 
 
 def gold_base_file(knowledge):
@@ -57,11 +69,11 @@ def evaluation_base(wildcards):
 
 def evaluation_chain(wildcards):
     if wildcards.checkpoint.startswith("gold/"):
-        return adapter_files(gold_chain(wildcards.checkpoint.removeprefix("gold/")))
+        return adapter_files(gold_chain(wildcards.seed, wildcards.checkpoint.removeprefix("gold/")))
     return eval_chain(wildcards)
 
 
 PLOTS = f"{RUN}/plots"
-STEP_PLOTS = [f"{PLOTS}/steps_{k}.{ext}" for k in KNOWLEDGE for ext in ("png", "pdf")]
+STEP_PLOTS = [(k, f"{PLOTS}/steps_{k}.{ext}") for k in KNOWLEDGE for ext in ("png", "pdf")]
 COMPARISON_PLOTS = [f"{PLOTS}/{name}.{ext}" for name in ("schedules", "modality") for ext in ("png", "pdf")]
-PLOT_FILES = STEP_PLOTS + COMPARISON_PLOTS + [f"{PLOTS}/tables.html"]
+PLOT_FILES = [f for _, f in STEP_PLOTS] + COMPARISON_PLOTS + [f"{PLOTS}/tables.html"]

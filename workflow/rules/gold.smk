@@ -1,6 +1,6 @@
 # Gold models: for each knowledge source, the reference that never saw its forget set, trained by
 # the ordinary stages on the data without the forget entities (pulse gold-data). Forget quality
-# (truth-ratio KS test) and PrivLeak compare every checkpoint with it.
+# (truth-ratio KS test) and PrivLeak compare every checkpoint with the gold model of its seed.
 #   finetuned:  base + the fine-tune adapter trained without the forget fictitious entities
 #   pretrained: the base pre-trained without the forget world entities (+ the ordinary fine-tune
 #               on top of it when pre-trained-knowledge unlearning starts from the fine-tuned model)
@@ -57,19 +57,21 @@ rule gold_finetune:
         data=[f"{GOLD}/{{knowledge}}/data/{os.path.basename(f)}" for f in DATA_FILES],
         base=gold_finetune_base,
     output:
-        f"{GOLD}/{{knowledge}}/finetune/adapter_model.safetensors",
+        f"{SEEDED}/gold/{{knowledge}}/finetune/adapter_model.safetensors",
     params:
         data=input_dir("data"),
         base=input_dir("base"),
         out=output_dir,
-        settings=as_json({"seed": config["seed"], **MODEL_RUNTIME, "train": config["finetune"]}),
+        settings=lambda wildcards: as_json(
+            {"seed": int(wildcards.seed), **MODEL_RUNTIME, "train": config["finetune"]}
+        ),
     threads: threads_of("finetune")
     resources:
         **resources_of("finetune"),
     log:
-        f"{RUN}/logs/gold/{{knowledge}}/finetune.log",
+        f"{SEEDED}/logs/gold/{{knowledge}}/finetune.log",
     benchmark:
-        f"{RUN}/benchmarks/gold/{{knowledge}}/finetune.tsv"
+        f"{SEEDED}/benchmarks/gold/{{knowledge}}/finetune.tsv"
     shell:
         "pulse finetune --params {params.settings:q} --data {params.data:q} --base {params.base:q}"
         " --out {params.out:q} --threads {threads} > {log:q} 2>&1"

@@ -16,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from pulse.io import atomic_path  # noqa: E402
@@ -106,6 +107,7 @@ def step_figure(table: pd.DataFrame, knowledge: str, out_dir: Path) -> None:
                 ax.set_ylim(-0.03, 1.03) if "privleak" not in metric else None
             ax.set_title(title if c else f"{row_title}: {title}", fontsize=9)
             ax.set_xlabel(f"{longest} step")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
             if not plotted:
                 ax.text(0.5, 0.5, "not computed", ha="center", va="center", transform=ax.transAxes)
@@ -171,7 +173,7 @@ def schedules_figure(table: pd.DataFrame, knowledges: list[str], out_dir: Path) 
 
 def modality_figure(table: pd.DataFrame, knowledges: list[str], out_dir: Path) -> None:
     finals = final_values(select(table, split="forget", metric="mcq_acc"))
-    figure, axes = plt.subplots(1, len(knowledges), figsize=(6.5 * len(knowledges), 3.6), squeeze=False)
+    figure, axes = plt.subplots(1, len(knowledges), figsize=(7.5 * len(knowledges), 3.6), squeeze=False)
     for c, knowledge in enumerate(knowledges):
         ax = axes[0][c]
         part = select(finals, knowledge=knowledge)
@@ -182,9 +184,9 @@ def modality_figure(table: pd.DataFrame, knowledges: list[str], out_dir: Path) -
             labels.append("start")
             mm.append(select(start, modality="mm").value.iloc[0])
             text.append(select(start, modality="text").value.iloc[0])
-        for (method, schedule), group in part.groupby(["method", "schedule"], sort=False):
-            if method in REFERENCES and method != "gold":
-                continue
+        groups = list(part.groupby(["method", "schedule"], sort=False))
+        groups = [g for g in groups if g[0][0] not in REFERENCES] + [g for g in groups if g[0][0] == "gold"]
+        for (method, schedule), group in groups:
             if len(select(group, modality="mm")) and len(select(group, modality="text")):
                 labels.append(method if method == "gold" else f"{method}\n{schedule}")
                 mm.append(select(group, modality="mm").value.iloc[0])
@@ -193,7 +195,7 @@ def modality_figure(table: pd.DataFrame, knowledges: list[str], out_dir: Path) -
         ax.bar([i - 0.2 for i in x], mm, width=0.4, label="image + text (mm)", color="tab:blue")
         ax.bar([i + 0.2 for i in x], text, width=0.4, label="text only", color="tab:orange")
         ax.axhline(0.25, color="grey", ls=":", lw=1, label="chance (4 options)")
-        ax.set_xticks(list(x), labels, rotation=60, ha="right", fontsize=7)
+        ax.set_xticks(list(x), labels, fontsize=7)
         ax.set_ylim(0, 1.03)
         ax.set_title(f"{knowledge} knowledge: forget-set MCQ accuracy at the final step", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
