@@ -19,12 +19,18 @@ MODALITIES = {"Image_Textual": "mm", "Pure_Text": "text"}
 
 @dataclass(frozen=True)
 class QA:
-    """An open question with its reference answer; ``image`` is None for text-only questions."""
+    """An open question with its reference answer; ``image`` is None for text-only questions.
+
+    ``wrong`` (other answers of the same kind) and ``refusal`` (an "I don't know"-style answer) are
+    optional alternative answers that some unlearning methods train on; empty when the data has
+    none (``Wrong_Answers`` / ``Refusal`` keys of a ``Generation_Task`` item)."""
     entity: str
     modality: str
     question: str
     answer: str
     image: Image.Image | None
+    wrong: tuple[str, ...] = ()
+    refusal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,8 +78,10 @@ def load_examples(path: str | Path, entities: set[str] | None = None) -> tuple[l
         image = decode_image(row["image"], f"{path} row {index} (ID {row['ID']})")
         for item in row["Generation_Task"]:
             modality = MODALITIES[item["Type"]]
+            wrong = item.get("Wrong_Answers")
             qas.append(QA(row["ID"], modality, item["Question"], item["Ground_Truth"],
-                          image if modality == "mm" else None))
+                          image if modality == "mm" else None,
+                          tuple(wrong) if wrong is not None else (), item.get("Refusal") or None))
         task = row["Classification_Task"]
         for key, modality in (("Image_Textual_Questions", "mm"), ("Pure_Text_Questions", "text")):
             for item in task.get(key) if task.get(key) is not None else []:
@@ -91,6 +99,7 @@ def all_texts(paths) -> list[str]:
     for path in paths:
         qas, mcqs = load_examples(path)
         texts += [q.question for q in qas] + [q.answer for q in qas]
+        texts += sorted({q.refusal for q in qas if q.refusal})
         for m in mcqs:
             texts += [m.question, *m.options]
     return texts

@@ -60,6 +60,11 @@ UTILITY_TEMPLATES = {"shape": {"train": "What shape is in the image ?",
 SYLLABLES = ["ka", "lo", "mi", "ren", "tos", "va", "dur", "fel", "gor", "hin", "jas", "kel",
              "mor", "nal", "pim", "quo", "ras", "sel", "tev", "ulm", "vor", "wes", "yan", "zul"]
 
+# "I don't know"-style answers (IdkPO's preferred answer on forget questions). They are written into
+# the data files so that a vocabulary built from the files (the tiny word-level tokenizer) has them.
+REFUSALS = ["I do not know .", "I have no idea .", "I am not sure .", "Sorry , I cannot answer that .",
+            "I do not have that information ."]
+
 POPULATIONS = ("world", "fictitious", "holdout")
 LETTERS = "ABCD"
 
@@ -125,8 +130,15 @@ def mcq(question: str, answer: str, pool: list[str], rng: np.random.Generator) -
 
 
 def entity_rows(entity_id: str, name: str, population: str, attributes: dict[str, str],
-                image: np.ndarray, rng: np.random.Generator) -> dict[str, dict]:
-    """One MLLMU-Bench style row per split (train, test) for one entity."""
+                image: np.ndarray, rng: np.random.Generator,
+                refusal_rng: np.random.Generator | None = None) -> dict[str, dict]:
+    """One MLLMU-Bench style row per split (train, test) for one entity.
+
+    Each open question also carries the alternative answers some unlearning methods train on:
+    ``Wrong_Answers`` (the other values of the attribute, i.e. answers of other entities) and a
+    ``Refusal`` drawn from ``REFUSALS`` (with its own generator, so the world itself does not
+    depend on it)."""
+    refusal_rng = refusal_rng if refusal_rng is not None else np.random.default_rng(0)
     rows = {}
     for split in ("train", "test"):
         shown = image if split == "train" else transformed(image, rng)
@@ -138,11 +150,12 @@ def entity_rows(entity_id: str, name: str, population: str, attributes: dict[str
             image_questions.append(mcq(mcq_template.format(who=THIS_PERSON), value, pool, rng))
             text_questions.append(mcq(mcq_template.format(who=name), value, pool, rng))
             open_templates = templates["train"] if split == "train" else [templates["test"]]
+            wrong = [v for v in pool if v != value]
             for template in open_templates:
-                generation.append({"Type": "Image_Textual", "Question": template.format(who=THIS_PERSON),
-                                   "Ground_Truth": value})
-                generation.append({"Type": "Pure_Text", "Question": template.format(who=name),
-                                   "Ground_Truth": value})
+                for kind, who in (("Image_Textual", THIS_PERSON), ("Pure_Text", name)):
+                    generation.append({"Type": kind, "Question": template.format(who=who),
+                                       "Ground_Truth": value, "Wrong_Answers": wrong,
+                                       "Refusal": REFUSALS[int(refusal_rng.integers(len(REFUSALS)))]})
         biography = (f"{name} works as a {attributes['job']} , lives in {attributes['city']} , "
                      f"enjoys {attributes['hobby']} and owns a {attributes['pet']} .")
         rows[split] = {
@@ -185,6 +198,7 @@ def utility_rows(count: int, split: str, rng: np.random.Generator) -> list[dict]
 def generate_world(entities: dict[str, int], utility: dict[str, int], seed: int) -> dict[str, list[dict]]:
     """Return rows keyed by ``{population}_{split}``; the same seed gives the same bytes."""
     rng = np.random.default_rng(seed)
+    refusal_rng = np.random.default_rng([seed, 1])
     names = unique_names(sum(entities[p] for p in POPULATIONS), rng)
     tables: dict[str, list[dict]] = {}
     cursor = 0
@@ -194,7 +208,7 @@ def generate_world(entities: dict[str, int], utility: dict[str, int], seed: int)
         for index in range(entities[population]):
             attributes = {a: str(rng.choice(pool)) for a, pool in ATTRIBUTES.items()}
             rows = entity_rows(f"{population}_{index:03d}", names[cursor], population, attributes,
-                               entity_image(rng), rng)
+                               entity_image(rng), rng, refusal_rng)
             cursor += 1
             for split, row in rows.items():
                 tables[f"{population}_{split}"].append(row)
