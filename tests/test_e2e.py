@@ -28,7 +28,10 @@ def workflow_copy(target: Path) -> Path:
 
 def snakemake(directory: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/smoke.yaml", *args]
+    # --replace-workflow-config: the smoke config replaces the Snakefile's default config instead of
+    # being merged into it (a merge would add every default method to the smoke run).
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--replace-workflow-config",
+               "--configfile", "config/smoke.yaml", *args]
     result = subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         logs = "\n".join(f"== {p}\n{p.read_text()[-3000:]}" for p in sorted(directory.glob("results/*/logs/**/*.log")))

@@ -1,0 +1,106 @@
+"""The added unlearning methods through the real snakemake CLI (config/smoke-methods.yaml: the smoke
+world and model, fine-tuned knowledge, both schedules): every method produces every checkpoint and
+forgets, and the lifelong LUMoE leaves everything its router does not select exactly as it was."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from test_e2e import workflow_copy
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.e2e
+CONFIG = yaml.safe_load((REPO / "config" / "smoke-methods.yaml").read_text())
+RUN = CONFIG["run"]
+
+
+def snakemake(directory: Path, *args: str, timeout: int = 2400) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--replace-workflow-config",
+               "--configfile", "config/smoke-methods.yaml", *args]
+    result = subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        logs = "\n".join(f"== {p}\n{p.read_text()[-3000:]}" for p in sorted(directory.glob("results/*/logs/**/*.log")))
+        raise AssertionError(f"snakemake {args} failed:\n{result.stderr[-6000:]}\n{logs}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    directory = workflow_copy(tmp_path_factory.mktemp("smoke_methods"))
+    snakemake(directory)
+    return directory / "results" / RUN
+
+
+@pytest.fixture(scope="module")
+def summary(run) -> pd.DataFrame:
+    return pd.read_csv(run / "summary.csv")
+
+
+def value(summary, **where) -> float:
+    rows = summary
+    for key, wanted in where.items():
+        rows = rows[rows[key] == wanted]
+    assert len(rows) == 1, where
+    return float(rows["value"].iloc[0])
+
+
+def test_every_method_and_schedule_has_every_checkpoint(run, summary):
+    for method in CONFIG["unlearn"]["methods"]:
+        for schedule, requests in CONFIG["unlearn"]["schedules"].items():
+            for step in range(1, requests + 1):
+                stem = f"finetuned/{method}/{schedule}/step{step}"
+                assert (run / "unlearn" / stem / "adapter_model.safetensors").exists(), stem
+                assert (run / "eval" / f"{stem}.json").exists(), stem
+    assert set(summary.method) == set(CONFIG["unlearn"]["methods"])
+    assert not summary.isna().any().any()
+
+
+@pytest.mark.parametrize("method", list(CONFIG["unlearn"]["methods"]))
+def test_every_method_forgets_in_both_schedules(summary, method):
+    for schedule, requests in CONFIG["unlearn"]["schedules"].items():
+        where = {"knowledge": "finetuned", "method": method, "schedule": schedule, "modality": "all"}
+        start = value(summary, step=0, split="forget", **where)
+        final = value(summary, step=requests, split="forget", **where)
+        assert final < start - 0.25, (schedule, start, final)
+
+
+def eval_items(path: Path) -> pd.DataFrame:
+    return pd.DataFrame(json.loads(path.read_text())["items"])
+
+
+def test_lumoe_stores_one_expert_and_router_per_request(run):
+    for schedule, requests in CONFIG["unlearn"]["schedules"].items():
+        for step in range(1, requests + 1):
+            directory = run / "unlearn" / "finetuned" / "LUMoE" / schedule / f"step{step}"
+            assert (directory / "router.safetensors").exists() and (directory / "router.json").exists()
+
+
+def test_lumoe_leaves_other_knowledge_and_utility_untouched_bit_for_bit(run):
+    """Questions about the other knowledge source, never-seen entities and the utility task are
+    routed to no expert: their scores equal the starting model's exactly, at every step."""
+    start = eval_items(run / "eval" / "finetune.json")
+    untouched = start.population.isin(["world", "holdout", "utility"])
+    for schedule, requests in CONFIG["unlearn"]["schedules"].items():
+        for step in range(1, requests + 1):
+            items = eval_items(run / "eval" / "finetuned" / "LUMoE" / schedule / f"step{step}.json")
+            assert items[untouched].answer_logprob.tolist() == start[untouched].answer_logprob.tolist()
+
+
+def test_lumoe_sequential_requests_cost_retain_nothing_more_than_one_request(summary):
+    """The lifelong property: after K requests the retain accuracy is the one-request value."""
+    where = {"knowledge": "finetuned", "method": "LUMoE", "modality": "all"}
+    requests = CONFIG["unlearn"]["schedules"]["sequential"]
+    for split in ("retain", "retain_test", "utility"):
+        oneshot = value(summary, schedule="oneshot", step=1, split=split, **where)
+        sequential = value(summary, schedule="sequential", step=requests, split=split, **where)
+        start = value(summary, schedule="sequential", step=0, split=split, **where)
+        assert sequential == oneshot == start, (split, start, oneshot, sequential)
