@@ -30,6 +30,8 @@ rule summarize:
         md=f"{RUN}/summary.md",
     params:
         manifest=as_json(manifest()),
+    resources:
+        **resources_of("summarize"),
     log:
         f"{RUN}/logs/summarize.log",
     benchmark:
