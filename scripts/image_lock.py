@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "envs" / "image.in"
 LOCK = REPO / "envs" / "image.lock"
 # Installed first, from the same entries of the lock: the installer and the build backend, so that
-# the one package published as source only is built with hash-checked tools (no build isolation).
+# the packages published as source only are built with hash-checked tools (no build isolation).
 BUILD_LOCK = REPO / "envs" / "image-build.lock"
 BUILD_PACKAGES = ("pip", "setuptools")
 # The interpreter and platform of the image (Ubuntu 24.04's python3 on amd64): docker/Dockerfile.
