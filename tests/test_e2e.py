@@ -88,6 +88,8 @@ def test_summary_markdown_has_a_table_per_knowledge_source(smoke):
 
 # --- evaluation suite: generation, truth ratio / forget quality vs gold models, MIA, report ----
 
+# Knowledge sources with a gold model (evaluate.gold, default on).
+GOLD = [k for k in SMOKE["unlearn"]["knowledge"] if SMOKE.get("evaluate", {}).get("gold", {}).get(k, True)]
 NEW_METRICS = {"rouge_l", "exact_match", "truth_ratio", "truth_score", "forget_quality", "model_utility",
                "mia_auc_loss", "mia_auc_zlib", "mia_auc_mink", "mia_auc_minkpp", "privleak_loss",
                "privleak_zlib", "privleak_mink", "privleak_minkpp"}
@@ -95,8 +97,10 @@ NEW_METRICS = {"rouge_l", "exact_match", "truth_ratio", "truth_score", "forget_q
 
 def test_gold_models_and_their_evaluations_exist(smoke):
     run = smoke / "results" / "smoke"
-    assert (run / "gold" / "pretrained" / "base" / "model.safetensors").exists()
-    for knowledge in SMOKE["unlearn"]["knowledge"]:
+    assert GOLD, "the smoke config should train at least one gold model"
+    if "pretrained" in GOLD:
+        assert (run / "gold" / "pretrained" / "base" / "model.safetensors").exists()
+    for knowledge in GOLD:
         assert (run / "seed0" / "gold" / knowledge / "finetune" / "adapter_model.safetensors").exists()
         assert (run / "seed0" / "eval" / "gold" / f"{knowledge}.json").exists()
 
@@ -106,15 +110,17 @@ def test_every_new_metric_is_reported_for_image_and_text_questions(summary):
     for metric in ("rouge_l", "truth_ratio", "forget_quality", "mia_auc_minkpp"):
         rows = summary[(summary.metric == metric) & (summary.split == "forget")]
         assert {"mm", "text", "all"} <= set(rows.modality), metric
-    # every unlearning checkpoint has a forget quality and a model utility
+    # every unlearning checkpoint has a model utility, and a forget quality if it has a gold model
     unlearned = summary[~summary.method.isin(["base", "gold"])]
-    for metric in ("forget_quality", "model_utility"):
-        keys = unlearned[unlearned.metric == metric][["knowledge", "method", "schedule", "step"]].drop_duplicates()
-        assert len(keys) == len(unlearned[["knowledge", "method", "schedule", "step"]].drop_duplicates()), metric
+    coordinates = ["knowledge", "method", "schedule", "step"]
+    for metric, knowledge in (("model_utility", SMOKE["unlearn"]["knowledge"]), ("forget_quality", GOLD)):
+        rows = unlearned[unlearned.knowledge.isin(knowledge)]
+        keys = rows[rows.metric == metric][coordinates].drop_duplicates()
+        assert len(keys) == len(rows[coordinates].drop_duplicates()) > 0, metric
 
 
 def test_gold_model_is_near_chance_on_its_forget_set_where_the_fine_tuned_model_is_not(summary):
-    for knowledge in SMOKE["unlearn"]["knowledge"]:
+    for knowledge in GOLD:
         gold = value(summary, knowledge=knowledge, method="gold", split="forget", modality="all", metric="mcq_acc")
         start = value(summary, knowledge=knowledge, method="GA", schedule="oneshot", step=0, split="forget",
                       modality="all", metric="mcq_acc")
@@ -126,6 +132,8 @@ def test_gold_model_is_near_chance_on_its_forget_set_where_the_fine_tuned_model_
 
 def test_membership_inference_separates_the_fine_tuned_forget_set_from_holdout(summary):
     for score in ("loss", "minkpp"):
+        if "finetuned" not in GOLD:
+            break
         start = value(summary, knowledge="finetuned", method="GA", schedule="oneshot", step=0, split="forget",
                       modality="all", metric=f"mia_auc_{score}")
         gold = value(summary, knowledge="finetuned", method="gold", split="forget", modality="all",
@@ -133,11 +141,17 @@ def test_membership_inference_separates_the_fine_tuned_forget_set_from_holdout(s
         assert start >= 0.75 and start > gold + 0.15, (score, start, gold)
 
 
-def test_forget_quality_is_low_before_unlearning(summary):
-    for knowledge in SMOKE["unlearn"]["knowledge"]:
-        start = value(summary, knowledge=knowledge, method="GA", schedule="oneshot", step=0, split="forget",
-                      modality="all", metric="forget_quality")
-        assert start < 0.01, (knowledge, start)
+def test_forget_quality_tells_the_model_that_knows_the_forget_set_from_the_gold_model(summary):
+    def cell(knowledge, metric, **where):
+        return value(summary, knowledge=knowledge, split="forget", modality="all", metric=metric, **where)
+
+    start = {"method": "GA", "schedule": "oneshot", "step": 0}
+    for knowledge in GOLD:
+        # the model that knows the forget set prefers the truth; the gold model cannot tell
+        assert cell(knowledge, "truth_ratio", **start) < 0.85 * cell(knowledge, "truth_ratio", method="gold")
+        assert cell(knowledge, "forget_quality", **start) < 0.1, knowledge
+    if "pretrained" in GOLD:  # pre-trained knowledge is known firmly: far from the gold model
+        assert cell("pretrained", "forget_quality", **start) < 1e-6
 
 
 def test_plots_and_html_report_exist_and_are_not_empty(smoke):

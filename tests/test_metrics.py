@@ -180,3 +180,54 @@ def test_gold_data_drops_only_the_forget_entities_of_one_source(data_dir, tmp_pa
     assert kept == original - forget and forget <= original
     for name in ("world_train.parquet", "fictitious_test.parquet", "splits.json"):
         assert (tmp_path / "gold" / name).read_bytes() == (data_dir / name).read_bytes()
+
+
+def test_summary_rows_compare_each_checkpoint_with_its_gold_model(tmp_path):
+    """Forget quality 1 and PrivLeak 0 against an identical gold model; a model that knows the
+    forget set (small truth ratios, high member scores) gets low forget quality and AUC 1."""
+    from pulse.io import write_json
+    from pulse.report.summary import summarize
+    splits = {"finetuned": {"population": "fictitious", "forget": ["f0", "f1"], "retain": ["f2"]},
+              "pretrained": {"population": "world", "forget": ["w0"], "retain": ["w1"]}}
+    write_json(tmp_path / "splits.json", splits)
+    rng = np.random.default_rng(0)
+
+    def payload(knows_forget: bool):
+        items, open_items = [], []
+        for entity, population in [("f0", "fictitious"), ("f1", "fictitious"), ("f2", "fictitious"),
+                                   ("w0", "world"), ("w1", "world"), ("h0", "holdout"), ("u0", "utility")]:
+            member = entity != "h0" and (knows_forget or entity not in ("f0", "f1"))
+            for modality in ("mm", "text"):
+                items.append({"entity": entity, "population": population, "variant": "train",
+                              "modality": modality, "correct": int(member), "answer_logprob": -1.0})
+                for index in range(20):
+                    open_items.append({
+                        "entity": entity, "population": population, "variant": "train", "modality": modality,
+                        "index": index, "prediction": "x", "rouge_l": float(member), "exact": float(member),
+                        "truth_ratio": float(rng.uniform(0.05, 0.2) if member else rng.uniform(0.8, 1.3)),
+                        **{f"mia_{s}": float(rng.normal(0 if member else -3)) for s in mia.SCORES}})
+        return {"chain": [], "items": items, "open": open_items}
+
+    write_json(tmp_path / "knows.json", payload(True))
+    write_json(tmp_path / "gold.json", payload(False))
+    manifest = [{"knowledge": "finetuned", "method": m, "schedule": "oneshot", "step": 0, "requests": 1, "path": str(p)}
+                for m, p in (("GA", tmp_path / "knows.json"), ("gold", tmp_path / "gold.json"))]
+    table = summarize(manifest, tmp_path / "splits.json", {"finetuned": str(tmp_path / "gold.json")})
+
+    def cell(method, metric, split="forget", modality="all"):
+        rows = table[(table.method == method) & (table.metric == metric) & (table.split == split)
+                     & (table.modality == modality)]
+        assert len(rows) == 1, (method, metric, split, modality)
+        return float(rows.value.iloc[0])
+
+    assert cell("GA", "forget_quality") < 1e-6
+    assert cell("GA", "mia_auc_loss") > 0.9 and 0.2 < cell("gold", "mia_auc_loss") < 0.8
+    assert cell("GA", "privleak_loss") == pytest.approx(100 * (cell("GA", "mia_auc_loss") - cell("gold", "mia_auc_loss"))
+                                                       / cell("gold", "mia_auc_loss"))
+    assert cell("GA", "model_utility", "all") == pytest.approx(1.0)
+    assert not ((table.method == "gold") & (table.metric == "forget_quality")).any()
+    # the gold model against itself
+    same = summarize([{**manifest[1], "method": "GA"}], tmp_path / "splits.json", {"finetuned": str(tmp_path / "gold.json")})
+    fq = same[(same.metric == "forget_quality") & (same.split == "forget")]
+    assert set(fq.modality) == {"all", "mm", "text"} and (fq.value == 1.0).all()
+    assert (same[same.metric.str.startswith("privleak")].value == 0).all()

@@ -1,6 +1,6 @@
 """Figures (PNG + PDF) and an HTML table page from summary.csv only.
 
-- ``steps_{knowledge}``: every metric against the sequential step, one line per method; the
+- ``steps_{knowledge}``: the main metrics against the sequential step, one line per method; the
   one-shot result (same forget set, one request) is a cross at the last step; the gold model and
   the start model are horizontal lines.
 - ``schedules``: final values of one-shot vs sequential side by side, per method and knowledge.
@@ -29,9 +29,9 @@ STEP_PANELS = [
                       ("other", "mcq_acc", "other knowledge"), ("utility", "mcq_acc", "utility")]),
     ("ROUGE-L recall", [("forget", "rouge_l", "forget"), ("retain", "rouge_l", "retain"),
                         ("other", "rouge_l", "other knowledge"), ("utility", "rouge_l", "utility")]),
-    ("forgetting", [("forget_requested", "forget_quality", "forget quality (KS p)"),
-                    ("forget_requested", "mia_auc_minkpp", "MIA AUC (Min-K%++)"),
-                    ("forget_requested", "truth_ratio", "truth ratio"),
+    ("forget set", [("forget", "forget_quality", "forget quality (KS p)"),
+                    ("forget", "mia_auc_minkpp", "MIA AUC (Min-K%++)"),
+                    ("forget", "truth_ratio", "truth ratio"),
                     ("all", "model_utility", "model utility")]),
 ]
 LOG_METRICS = {"forget_quality", "truth_ratio"}
@@ -75,16 +75,9 @@ def step_figure(table: pd.DataFrame, knowledge: str, out_dir: Path) -> None:
         for c, (split, metric, title) in enumerate(panels):
             ax = axes[r][c]
             rows = select(part, split=split, metric=metric)
-            if not len(rows) and split == "forget_requested":  # fall back to the whole forget set
-                split = "forget"
-                rows = select(part, split=split, metric=metric)
             plotted = False
             for method in methods:
                 line = select(rows, method=method, schedule=longest).sort_values("step")
-                if metric in ("forget_quality", "mia_auc_minkpp", "truth_ratio") and split == "forget_requested":
-                    # step 0 has no requested entity: start from the whole forget set
-                    zero = select(part, split="forget", metric=metric, method=method, schedule=longest, step=0)
-                    line = pd.concat([zero, line]).sort_values("step")
                 if len(line):
                     ax.plot(line.step, line.value, marker="o", ms=3, color=colour[method], label=method)
                     plotted = True
@@ -97,8 +90,7 @@ def step_figure(table: pd.DataFrame, knowledge: str, out_dir: Path) -> None:
                         ax.plot([part[part.schedule == longest].step.max()], final.value.iloc[:1], marker="x",
                                 ms=8, mew=2, ls="none", color=colour[method])
             for reference, style in (("gold", "--"), ("base", ":")):
-                ref = select(rows if split != "forget_requested" else select(part, split="forget", metric=metric),
-                             method=reference)
+                ref = select(rows, method=reference)
                 if len(ref):
                     ax.axhline(ref.value.iloc[0], color="black", ls=style, lw=1, label=f"{reference} model")
             if metric in LOG_METRICS and plotted and (rows.value > 0).all():
@@ -121,7 +113,7 @@ def step_figure(table: pd.DataFrame, knowledge: str, out_dir: Path) -> None:
     labels.append("one-shot (final)")
     figure.legend(handles, labels, loc="upper center", ncol=len(labels), bbox_to_anchor=(0.5, 1.02))
     figure.suptitle(f"Unlearning {knowledge} knowledge: metrics after each {longest} request "
-                    "(forgetting row: entities requested so far)", y=1.05)
+                    "(image + text and text-only questions pooled)", y=1.05)
     figure.tight_layout()
     save(figure, out_dir, f"steps_{knowledge}")
 

@@ -176,40 +176,43 @@ FORGETTING_COLUMNS = [
 ]
 
 
-def _final_rows(wide: pd.DataFrame):
-    """(method, schedule, step, row) for the final step of each method/schedule, in table order."""
-    for (method, schedule), group in wide.groupby(level=["method", "schedule"], sort=False):
-        yield method, schedule, group.index[-1][2], group.iloc[-1]
+def _table_rows(wide: pd.DataFrame, columns) -> list[list]:
+    """The base model, the start (step 0), every method x schedule at its final step, then the
+    gold model: [method, schedule, step, *values of ``columns``]."""
+    methods = wide.index.get_level_values("method")
+
+    def values(row):
+        return [row.get(c) for c in columns]
+
+    rows = []
+    if "base" in methods:
+        rows.append(["(base model)", "", ""] + values(wide.xs("base", level="method").iloc[0]))
+    curves = wide[~methods.isin(REFERENCE_METHODS)]
+    if len(curves):
+        rows.append(["(start)", "", "0"] + values(curves.xs(0, level="step").iloc[0]))
+    for (method, schedule), group in curves.groupby(level=["method", "schedule"], sort=False):
+        rows.append([method, schedule, str(int(group.index[-1][2]))] + values(group.iloc[-1]))
+    if "gold" in methods:
+        rows.append(["gold", "", ""] + values(wide.xs("gold", level="method").iloc[0]))
+    return rows
 
 
 def final_tables(table: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, pd.DataFrame | None]]:
     """Per knowledge source: the MCQ table and the forgetting/utility table, one row per
     method x schedule at its final step (plus the start model and the reference models)."""
     tables = {}
+    index = ["method", "schedule", "step"]
     for knowledge, part in table.groupby("knowledge", sort=False):
         mcq = part[part.metric == "mcq_acc"]
-        wide = mcq.pivot_table(index=["method", "schedule", "step"], columns=["split", "modality"], values="value")
+        wide = mcq.pivot_table(index=index, columns=["split", "modality"], values="value")
         header = [f"{s} {m}" if m != "all" else s for s, m in REPORT_COLUMNS]
-        rows = []
-        if "base" in wide.index.get_level_values("method"):
-            base = wide.xs("base", level="method").iloc[0]
-            rows.append(["(base model)", "", ""] + [base.get(c) for c in REPORT_COLUMNS])
-            wide = wide.drop(index="base", level="method")
-        start = wide.xs(0, level="step").iloc[0]
-        rows.append(["(start)", "", 0] + [start.get(c) for c in REPORT_COLUMNS])
-        rows += [[method, schedule, step] + [final.get(c) for c in REPORT_COLUMNS]
-                 for method, schedule, step, final in _final_rows(wide)]
-        first = pd.DataFrame(rows, columns=["method", "schedule", "step"] + header)
+        first = pd.DataFrame(_table_rows(wide, REPORT_COLUMNS), columns=index + header)
         second = None
         other = part[part.metric != "mcq_acc"]
         if len(other):
-            wide = other.pivot_table(index=["method", "schedule", "step"], columns=["split", "modality", "metric"],
-                                     values="value")
-            keys = [c[:3] for c in FORGETTING_COLUMNS]
-            rows = [["(base model)" if method == "base" else method, "" if method == "base" else schedule,
-                     "" if method == "base" else step] + [final.get(k) for k in keys]
-                    for method, schedule, step, final in _final_rows(wide)]
-            second = pd.DataFrame(rows, columns=["method", "schedule", "step"] + [c[3] for c in FORGETTING_COLUMNS])
+            wide = other.pivot_table(index=index, columns=["split", "modality", "metric"], values="value")
+            second = pd.DataFrame(_table_rows(wide, [c[:3] for c in FORGETTING_COLUMNS]),
+                                  columns=index + [c[3] for c in FORGETTING_COLUMNS])
         tables[knowledge] = (first, second)
     return tables
 
