@@ -46,7 +46,8 @@ def real_config(run: str, backend: str, checkpoint, data) -> dict:
         "unlearn": {"knowledge": ["finetuned", "pretrained"], "pretrained_start": "base",
                     "schedules": {"oneshot": 1, "sequential": 2}, "batch_size": 16, "epochs": 1,
                     "lora": {"rank": 8, "alpha": 16}, "methods": {"GA": {"lr": 1.0e-3}}},
-        "evaluate": {"batch_size": 32},
+        # the gold fine-tune runs on the real class too; a real base cannot be re-pre-trained
+        "evaluate": {"batch_size": 32, "gold": {"finetuned": True, "pretrained": False}},
         "resources": {stage: {"gpu": 0} for stage in ("data", "base", "finetune", "unlearn", "evaluate")},
     }
 

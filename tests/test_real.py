@@ -435,3 +435,21 @@ def test_prepared_dataset_in_the_same_schema_passes_through(mllmu_data, tmp_path
     with pytest.raises(DataError, match=r"world_train\.parquet row 1 .*image cannot be decoded"):
         data.run({"source": "prepared", "path": str(broken), "seed": 0, "forget_size": 2}, tmp_path / "o2",
                  log=lambda _: None)
+
+
+@pytest.mark.parametrize("name", ["pulse_llava-1.5-13b", "pulse_llava-1.5-7b", "pulse_qwen2-vl-7b"])
+def test_paper_configs_plan_the_whole_dag(name, tmp_path):
+    """A dry run of the workflow with each real-model config: the DAG of the PULSE protocol."""
+    import os
+    import re
+
+    from test_e2e import workflow_copy
+    directory = workflow_copy(tmp_path / "wf")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--dry-run", "--cores", "2", "--configfile",
+                             f"config/{name}.yaml"], cwd=directory, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, re.MULTILINE))
+    # 2 knowledge sources x 3 methods x (1 + 5) requests; the splits rule merges the known-entity selection
+    assert counts["unlearn"] == "36" and counts["splits"] == "1" and counts["base"] == "1"
+    assert counts["finetune"] == "1" and "gold" not in " ".join(counts)

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import torch
 
-from pulse.models.encoding import Encoder
+from pulse.models.encoding import Encoder, image_inputs
 
 
 def left_padded(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,8 +40,9 @@ def greedy_answers(model, encoder: Encoder, questions: list[tuple[str, object]],
         ids, mask = left_padded([prompts[i] for i in chunk], tokenizer.pad_token_id)
         inputs = {"input_ids": ids.to(parameter.device), "attention_mask": mask.to(parameter.device)}
         images = [encoder.pixels(questions[i][1]) for i in chunk if questions[i][1] is not None]
+        inputs.update({k: v.to(parameter.device) for k, v in image_inputs(images, inputs["input_ids"]).items()})
         if images:
-            inputs["pixel_values"] = torch.stack(images).to(parameter.device, parameter.dtype)
+            inputs["pixel_values"] = inputs["pixel_values"].to(parameter.dtype)
         output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
         for row, i in enumerate(chunk):

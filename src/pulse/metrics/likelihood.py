@@ -65,6 +65,8 @@ def score_continuations(model, encoder: Encoder, requests: list[tuple[str, objec
     token is scored from the prompt's last logits, so one-token continuations need no second pass.
     About ``batch_size`` continuations go through per batch.
     """
+    if encoder.patch_images:  # multimodal rotary positions (Qwen2-VL): no explicit-position cache reuse
+        return score_full(model, encoder, requests, batch_size)
     parameter = next(model.parameters())
     pad = encoder.tokenizer.pad_token_id
     prompt_of: dict[tuple, int] = {}

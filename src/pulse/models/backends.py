@@ -186,6 +186,8 @@ class QwenVLProcessor:
     features (its patch grid / merge size²). Same expansion as transformers' Qwen2VLProcessor,
     without its video part (which needs torchvision)."""
 
+    patch_images = True  # images are patch sequences with a (t, h, w) grid (see encoding.PatchImage)
+
     def __init__(self, image_processor, tokenizer, image_token: str = "<|image_pad|>"):
         self.image_processor = image_processor
         self.tokenizer = tokenizer

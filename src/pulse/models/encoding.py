@@ -61,6 +61,9 @@ class Encoder:
         self._pixels: dict[int, tuple[object, torch.Tensor | PatchImage]] = {}
         self._prompt_ids: dict[tuple, list[int]] = {}
         self._continuations: dict[str, list[int]] = {}
+        # Patch-sequence images with multimodal rotary positions (Qwen2-VL family): the model must
+        # compute the position ids itself, so position-id shortcuts (cached prompts) do not apply.
+        self.patch_images = bool(getattr(processor, "patch_images", False))
 
     def pixels(self, image) -> torch.Tensor | PatchImage:
         # Keyed by object identity; the image is kept alive with its tensor, so that a freed
@@ -127,16 +130,21 @@ def collate(items: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
         attention[row, :n] = 1
         labels[row, item.answer_start:n] = input_ids[row, item.answer_start:n]
     batch = {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
-    images = [item.pixel_values for item in items if item.pixel_values is not None]
-    if images and isinstance(images[0], PatchImage):
+    batch.update(image_inputs([item.pixel_values for item in items if item.pixel_values is not None], input_ids))
+    return batch
+
+
+def image_inputs(images: list, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The model inputs of a batch's images (in the order of their image tokens in ``input_ids``)."""
+    if not images:
+        return {}
+    if isinstance(images[0], PatchImage):
         # Patch-sequence images (Qwen2-VL family): patches concatenated, one grid row per image,
         # and the image-token positions marked for the multimodal rotary positions.
-        batch["pixel_values"] = torch.cat([image.pixel_values for image in images])
-        batch["image_grid_thw"] = torch.cat([image.image_grid_thw for image in images])
-        batch["mm_token_type_ids"] = (input_ids == images[0].image_token_id).long()
-    elif images:
-        batch["pixel_values"] = torch.stack(images)
-    return batch
+        return {"pixel_values": torch.cat([image.pixel_values for image in images]),
+                "image_grid_thw": torch.cat([image.image_grid_thw for image in images]),
+                "mm_token_type_ids": (input_ids == images[0].image_token_id).long()}
+    return {"pixel_values": torch.stack(images)}
 
 
 def token_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
