@@ -18,7 +18,7 @@ $(STAMP): envs/requirements.txt envs/requirements-dev.txt pyproject.toml
 
 # The default PULSE benchmark end to end: results/default/summary.md
 benchmark: setup
-	PATH="$(abspath $(BIN)):$$PATH" snakemake --cores $(CORES) --workflow-profile profiles/local
+	PATH="$(abspath $(BIN)):$$PATH" pulse workflow --cores $(CORES) --workflow-profile profiles/local
 
 test: setup
 	PATH="$(abspath $(BIN)):$$PATH" pytest -q $(PYTEST_ARGS)

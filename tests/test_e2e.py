@@ -191,11 +191,12 @@ def test_same_config_gives_identical_numbers(smoke, summary, tmp_path_factory):
 
 def test_killed_run_resumes_to_the_same_summary(summary, tmp_path_factory):
     """SIGKILL the whole workflow once some unlearning checkpoints exist, re-run the same
-    command, and get exactly the uninterrupted run's summary."""
+    command (the README's, `pulse workflow`, which clears the killed run's stale lock), and get
+    exactly the uninterrupted run's summary."""
     directory = workflow_copy(tmp_path_factory.mktemp("smoke_killed"))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--workflow-profile", "profiles/local",
-               "--configfile", "config/smoke.yaml"]
+    command = [str(Path(sys.executable).parent / "pulse"), "workflow", "--cores", "2",
+               "--workflow-profile", "profiles/local", "--configfile", "config/smoke.yaml"]
     process = subprocess.Popen(command, cwd=directory, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     unlearned = directory / "results" / "smoke" / "seed0" / "unlearn"
@@ -209,5 +210,8 @@ def test_killed_run_resumes_to_the_same_summary(summary, tmp_path_factory):
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     assert not (directory / "results" / "smoke" / "summary.csv").exists()
-    snakemake(directory)
+    assert list((directory / ".snakemake" / "locks").iterdir()), "the killed run left no lock to clear"
+    resumed = subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True, timeout=1800)
+    assert resumed.returncode == 0, resumed.stderr[-6000:]
+    assert "removing the locks of a run that was killed" in resumed.stderr
     pd.testing.assert_frame_equal(summary, pd.read_csv(directory / "results" / "smoke" / "summary.csv"))

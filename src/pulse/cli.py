@@ -39,8 +39,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(argv: list[str] | None = None) -> int:
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == ["workflow"]:  # every further argument is snakemake's, untouched
+        from pulse.launch import main as launch
+        return launch(raw[1:])
     parser = argparse.ArgumentParser(prog="pulse", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="stage", required=True)
+    sub.add_parser("workflow", help="snakemake ARGS here, after removing the locks a killed run left",
+                   add_help=False)
 
     def stage(name: str, help_text: str, *, data=True, base=False, chain=False, out="directory"):
         command = sub.add_parser(name, help=help_text)
