@@ -8,7 +8,8 @@
 # works), starts munged (unless one already answers), slurmctld and slurmd without systemd, and
 # waits until the node is idle. The node "localhost" has this machine's CPUs and memory and one
 # fake GPU (a GRES without a device file), so GPU requests can be scheduled and inspected.
-# No slurmdbd: use squeue for job status (MinJobAge keeps finished jobs visible for 10 min).
+# No slurmdbd: use squeue for job status (MinJobAge keeps finished jobs visible for an hour,
+# for squeue and for the tests' scontrol evidence).
 # Every pid it starts is written to STATE_DIR/*.pid; scripts/slurm/stop.sh stops exactly those.
 #
 # Exit status: 0 = cluster up; 2 = cannot be set up here (not root, packages not installable,
@@ -91,7 +92,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU_Memory
 SlurmdParameters=config_overrides
 ReturnToService=2
-MinJobAge=600
+MinJobAge=3600
 GresTypes=gpu
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM_MB Gres=gpu:1 State=UNKNOWN
 PartitionName=main Nodes=localhost Default=YES MaxTime=INFINITE State=UP
