@@ -7,7 +7,7 @@
 # /etc/slurm/slurm.conf and gres.conf (the job step strips SLURM_CONF, so only the default path
 # works), starts munged (unless one already answers), slurmctld and slurmd without systemd, and
 # waits until the node is idle. The node "localhost" has this machine's CPUs and memory and one
-# fake GPU (a GRES without a device file), so GPU requests can be scheduled and inspected.
+# fake GPU (a GRES whose device file is /dev/null), so GPU requests can be scheduled and inspected.
 # No slurmdbd: use squeue for job status (MinJobAge keeps finished jobs visible for an hour,
 # for squeue and for the tests' scontrol evidence).
 # Every pid it starts is written to STATE_DIR/*.pid; scripts/slurm/stop.sh stops exactly those.
