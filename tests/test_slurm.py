@@ -29,8 +29,11 @@ SCRIPTS = REPO / "scripts" / "slurm"
 STATE = Path("/tmp/pulse-slurm-test")  # fixed, so a run killed midway is cleaned up by the next
 LOCK = Path("/tmp/pulse-slurm-test.lock")  # one test cluster per machine at a time
 SMOKE = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
-SNAKEMAKE_TIMEOUT = 1800  # seconds; every external command runs under `timeout -k`
+# Seconds one snakemake run may take (a few minutes on an idle 2-core machine); every external
+# command runs under `timeout -k`, since the plugin can ignore SIGTERM.
+SNAKEMAKE_TIMEOUT = int(os.environ.get("PULSE_SLURM_TEST_TIMEOUT", "1800"))
 pytestmark = pytest.mark.slurm
+LOCAL_START = [0.0]
 
 
 def bounded(command: list[str], seconds: int, **kwargs) -> subprocess.CompletedProcess:
@@ -126,6 +129,7 @@ def local_run(tmp_path_factory):
     output = (directory / "snakemake.out").open("w")
     command = ["timeout", "-k", "30", str(SNAKEMAKE_TIMEOUT), sys.executable, "-m", "snakemake",
                "--configfile", "config/smoke.yaml", "--cores", "2"]
+    LOCAL_START[:] = [time.monotonic()]
     process = subprocess.Popen(command, cwd=directory, env=environment(directory), stdout=output,
                                stderr=subprocess.STDOUT, text=True)
     yield directory, process
@@ -138,6 +142,7 @@ def local_run(tmp_path_factory):
 def finished(local_run) -> Path:
     directory, process = local_run
     returncode = process.wait(timeout=SNAKEMAKE_TIMEOUT + 60)
+    print(f"\nlocal smoke run finished after {time.monotonic() - LOCAL_START[0]:.0f} s", file=sys.stderr)
     result = subprocess.CompletedProcess(process.args, returncode, "", (directory / "snakemake.out").read_text())
     assert returncode == 0, explain(result, directory)
     return directory
@@ -146,8 +151,10 @@ def finished(local_run) -> Path:
 @pytest.fixture(scope="module")
 def slurm_run(cluster, tmp_path_factory):
     directory = workflow_copy(tmp_path_factory.mktemp("slurm"))
+    started = time.monotonic()
     result = snakemake(directory, "--workflow-profile", "profiles/slurm")
     assert result.returncode == 0, explain(result, directory)
+    print(f"\nsmoke run through Slurm: {time.monotonic() - started:.0f} s", file=sys.stderr)
     return directory, result, slurm_jobs(result)
 
 
