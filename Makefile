@@ -10,9 +10,9 @@ STAMP := $(VENV)/.pulse-installed
 
 setup: $(STAMP)
 
-$(STAMP): envs/requirements.txt envs/requirements-dev.txt pyproject.toml
+$(STAMP): envs/requirements.txt envs/requirements-dev.txt envs/requirements-cluster.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -r envs/requirements.txt -r envs/requirements-dev.txt
+	$(BIN)/pip install --quiet -r envs/requirements.txt -r envs/requirements-dev.txt -r envs/requirements-cluster.txt
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 

@@ -6,7 +6,7 @@ import re
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from pulse.config import method_settings
+from pulse.config import ConfigError, method_settings
 from pulse.config import validate as check_config
 
 
@@ -186,8 +186,43 @@ def threads_of(stage):
     return config["threads"][stage]
 
 
+# Stages that run the model (and so use model.device); data and summarize never need a GPU.
+# (gold_* and splits use the resources of the stage they repeat; aggregate and plots summarize's.)
+MODEL_STAGES = ("base", "finetune", "unlearn", "evaluate")
+
+
+def _scaled(amount):
+    """A resource that grows with the attempt: a job retried after running out of memory or
+    time (profiles/slurm sets retries) asks for twice as much, then three times."""
+    return lambda wildcards, attempt: amount * attempt
+
+
 def resources_of(stage):
-    return config["resources"][stage]
+    """Job resources of a stage (config resources.<stage>) as Snakemake executors read them.
+
+    GPUs: the config's gpu, or 1 for model stages when model.device is cuda or multi (multi: set
+    gpu to the GPUs to split over); Slurm gets --gpus. A GPU request that the stage cannot use is
+    refused here, before any job runs."""
+    wanted = dict(config["resources"][stage])
+    key = f"resources.{stage}"
+    device = config["model"]["device"]
+    gres_gpu = wanted.get("gres", "").split(":")[0] == "gpu"
+    if wanted.get("gpu") and gres_gpu:
+        raise ConfigError(f"config: key '{key}': asks for GPUs twice (gpu and gres {wanted['gres']!r}); "
+                          "use one of them")
+    if "gpu" not in wanted and not gres_gpu:
+        wanted["gpu"] = 1 if stage in MODEL_STAGES and device in ("cuda", "multi") else 0
+    if wanted.get("gpu") or gres_gpu:
+        if stage not in MODEL_STAGES:
+            raise ConfigError(f"config: key '{key}' asks for a GPU but the {stage} stage never uses one")
+        if device == "cpu":
+            raise ConfigError(f"config: key '{key}' asks for a GPU but model.device is cpu; "
+                              "set model.device to cuda (or auto), or drop the GPU request")
+    if wanted.get("gpu_model") and not wanted.get("gpu"):
+        raise ConfigError(f"config: key '{key}.gpu_model' is set but the stage asks for no GPU (gpu: 0)")
+    wanted["mem_mb"] = _scaled(wanted["mem_mb"])
+    wanted["runtime"] = _scaled(wanted["runtime"])
+    return wanted
 
 
 def base_settings():

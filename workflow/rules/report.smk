@@ -15,6 +15,8 @@ rule summarize_seed:
     params:
         manifest=seed_manifest,
         gold=gold_files_of,
+    resources:
+        **resources_of("summarize"),
     log:
         f"{SEEDED}/logs/summarize.log",
     benchmark:
@@ -31,6 +33,8 @@ rule aggregate:
         csv=report(f"{RUN}/summary.csv", category="Tables", caption="../report/summary_csv.rst"),
         stats=f"{RUN}/summary_stats.csv",
         md=f"{RUN}/summary.md",
+    resources:
+        **resources_of("summarize"),
     log:
         f"{RUN}/logs/aggregate.log",
     benchmark:
@@ -66,6 +70,8 @@ rule plots:
         + [report(f"{PLOTS}/tables.html", category="Tables", caption="../report/tables.rst")],
     params:
         out=output_dir,
+    resources:
+        **resources_of("summarize"),
     log:
         f"{RUN}/logs/plots.log",
     benchmark:
