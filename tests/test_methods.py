@@ -228,3 +228,28 @@ def test_lumoe_routed_model_forgets_and_leaves_other_inputs_bit_for_bit(lumoe_ch
         routed_logits, start_logits = routed(**inputs).logits, start(**inputs).logits
     same = [torch.equal(routed_logits[i], start_logits[i]) for i in range(len(mixed))]
     assert same == [False] * 4 + [True] * 4
+
+
+def test_lumoe_cached_scoring_and_generation_route_like_forward(lumoe_checkpoint, data_dir):
+    """The evaluation's other paths (prompt cache + continuation pass, greedy generation) apply the
+    same routes: identical to the starting model on retain questions, different on forget ones."""
+    from pulse.metrics.generation import greedy_answers
+    from pulse.metrics.likelihood import score_continuations, score_full
+    base, step, forgotten = lumoe_checkpoint
+    start, processor = load_chain(base, [])
+    routed, _ = load_chain(base, [step])
+    encoder = Encoder(processor, PROMPTS["tiny"])
+    retain = [q for q in train_qas(data_dir, "fictitious", set(splits(data_dir)["finetuned"]["retain"]))][:6]
+    forget = [q for q in train_qas(data_dir, "fictitious", {forgotten})][:6]
+    requests = [(q.question, q.image, encoder.answer_ids(text)) for q in retain + forget
+                for text in (q.answer, q.refusal)]
+    cached_start = score_continuations(start, encoder, requests, batch_size=8)
+    cached_routed = score_continuations(routed, encoder, requests, batch_size=8)
+    full_routed = score_full(routed, encoder, requests, batch_size=8)
+    half = 2 * len(retain)
+    assert cached_routed[:half] == cached_start[:half]
+    assert all(a != b for a, b in zip(cached_routed[half:], cached_start[half:]))
+    for a, b in zip(cached_routed, full_routed):
+        assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < 1e-4
+    questions = [(q.question, q.image) for q in retain + forget]
+    assert greedy_answers(routed, encoder, questions)[:len(retain)] == greedy_answers(start, encoder, questions)[:len(retain)]

@@ -3,13 +3,14 @@ LoRA expert, and a router decides at inference whether an input gets an expert a
 
 - Each request's expert starts from the starting model of the chain (step 0), never from the
   previous requests' experts, and is trained with the loss of the ``expert`` method (default GA).
-- Next to the expert the request stores its router: the input embeddings of its forget prompts.
-  An input goes to the expert whose forget prompts cover it best if coverage >= ``threshold``
+- Next to the expert the request stores its router: the input embeddings of its forget prompts
+  and of the retain prompts. An input goes to the expert whose forget prompts cover it best if
+  that coverage reaches ``threshold`` and beats the retain prompts' coverage
   (``pulse.models.routing``); otherwise the model answers as the starting model, unchanged.
 - The model at step k = step 0 + experts 1..k behind the router (``load_chain`` builds it).
 
 Differs from LUMoE: the router is a training-free nearest-neighbour rule on the model's own input
-embeddings, not a learned gate; routing is top-1 per input, not per token.
+embeddings (forget vs retain prompts), not a trained gate module; routing is top-1 per input.
 """
 
 from pulse.methods.base import METHODS, Method, register

@@ -71,13 +71,13 @@ def _write_extras(directory: Path, extras: dict | None) -> None:
 
 def save_adapter(peft_model, out_dir: str | Path, extras: dict | None = None, router: dict | None = None) -> None:
     """Save only the adapter (the step's delta), plus JSON ``extras`` such as the loss history and,
-    for a routed expert, its ``router`` (``keys``, ``threshold``, ``suffix``)."""
+    for a routed expert, its ``router`` (``keys``, ``negatives``, ``threshold``, ``suffix``)."""
     with atomic_dir(out_dir) as tmp:
         peft_model.save_pretrained(tmp, safe_serialization=True)
         _write_extras(tmp, extras)
         if router is not None:
             from pulse.models.routing import save_router
-            save_router(tmp, router["keys"], router["threshold"], router["suffix"])
+            save_router(tmp, router["keys"], router["negatives"], router["threshold"], router["suffix"])
 
 
 def save_model(model, processor, out_dir: str | Path, extras: dict | None = None) -> None:

@@ -1,25 +1,27 @@
 """Switchable LoRA experts behind a router (LUMoE-style lifelong unlearning).
 
 Each unlearning request of a routed method trains its own LoRA expert on the starting model of
-the chain and stores, next to the adapter, its router: the set of input-embedding vectors of the
-request's forget prompts (``router.safetensors``). At inference an input is routed to the expert
-whose forget prompts cover it best, if that *coverage* reaches the expert's threshold; otherwise no
-expert is applied and the output is the starting model's, bit for bit.
+the chain and stores, next to the adapter, its router (``router.safetensors``): the distinct
+input-embedding vectors of the request's forget prompts (``keys``) and of the retain prompts
+(``negatives``). At inference an input goes to the expert whose forget prompts cover it best if
 
-coverage(input, expert) = mean over the prompt's positions of max cosine(input embedding at the
-position, any stored embedding of the expert's forget prompts)
+    coverage(input, keys) >= threshold   and   coverage(input, keys) > coverage(input, negatives)
 
-The embeddings are the language model's input embeddings (token embeddings, with the projected
-image features at the image positions) of the starting model, so an input is covered when both its
-words (the entity's name, the question's words) and its image patches were seen in the forget
-prompts; a retain entity's name or image is not. Only prompt positions count (up to the end of the
-prompt template, e.g. ``Answer :``), so every answer option of one question is routed alike.
+coverage(input, K) = mean over the prompt's positions of max cosine(input embedding there, any k in K)
+
+otherwise no expert is applied and the output is the starting model's, bit for bit. The
+embeddings are the language model's input embeddings (token embeddings, with the projected image
+features at the image positions) of the starting model: an input is covered when both its words
+(the entity's name, the question's words) and its image patches were seen in the forget prompts.
+A question about a retain entity is covered at least as well by the negatives, so it is never
+routed; inputs from elsewhere (other entities, other tasks) must reach the threshold. Only prompt
+positions count (up to the end of the prompt template, e.g. ``Answer :``), so every answer option
+of one question is routed alike.
 """
 
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -41,29 +43,39 @@ def _language_model(model) -> torch.nn.Module:
     raise ValueError("routing needs a LLaVA-style model with a `language_model` decoder")
 
 
-@contextmanager
-def captured_input_embeddings(model):
-    """Collects the language model's ``inputs_embeds`` (image features merged in) of each forward."""
-    captured: list[torch.Tensor] = []
+class _Embedded(Exception):
+    """Raised by the capture hook to stop a forward pass once the input embeddings exist."""
+
+    def __init__(self, embeds: torch.Tensor):
+        super().__init__("input embeddings captured")
+        self.embeds = embeds
+
+
+@torch.no_grad()
+def input_embeddings(model, inputs: dict) -> torch.Tensor:
+    """The language model's ``inputs_embeds`` for ``inputs`` (token embeddings with the projected
+    image features merged in), without running the language model itself."""
 
     def hook(_module, args, kwargs):
         embeds = kwargs.get("inputs_embeds")
-        if embeds is None and args:
-            embeds = args[0]
-        captured.append(embeds.detach())
+        raise _Embedded((embeds if embeds is not None else args[0]).detach())
 
     handle = _language_model(model).register_forward_pre_hook(hook, with_kwargs=True)
     try:
-        yield captured
+        model(**{k: v for k, v in inputs.items() if k not in ("labels", "past_key_values", "use_cache")})
+    except _Embedded as captured:
+        return captured.embeds
     finally:
         handle.remove()
+    raise RuntimeError("the language model was never called")
 
 
 def prompt_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor, suffix: list[int]) -> torch.Tensor:
-    """Positions that count for routing: attended, not the first (BOS), and not after the last
-    occurrence of the prompt template's ``suffix`` ids (the answer being scored comes after it)."""
+    """Positions that count for routing: attended, not the first attended one (BOS), and not after
+    the last occurrence of the prompt template's ``suffix`` ids (the answer scored comes after it)."""
     mask = attention_mask.bool().clone()
-    mask[:, 0] = False
+    rows = torch.arange(mask.shape[0], device=mask.device)
+    mask[rows, attention_mask.long().argmax(dim=1)] = False  # first real token (left or right padding)
     n = len(suffix)
     if n and input_ids.shape[1] >= n:
         pattern = torch.tensor(suffix, device=input_ids.device)
@@ -88,34 +100,38 @@ def router_keys(model, batches, suffix: list[int]) -> torch.Tensor:
     the starting model; pass a peft model inside its ``disable_adapter()``)."""
     keys = []
     for batch in batches:
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        with captured_input_embeddings(model) as captured:
-            model(**inputs)
-        mask = prompt_mask(inputs["input_ids"], inputs["attention_mask"], suffix)
-        keys.append(F.normalize(captured[0].float(), dim=-1)[mask])
+        embeds = input_embeddings(model, batch)
+        mask = prompt_mask(batch["input_ids"], batch["attention_mask"], suffix)
+        keys.append(F.normalize(embeds.float(), dim=-1)[mask])
     keys = torch.cat(keys)
     return torch.unique(keys, dim=0).contiguous()
 
 
-def save_router(out_dir: str | Path, keys: torch.Tensor, threshold: float, suffix: list[int]) -> None:
+def save_router(out_dir: str | Path, keys: torch.Tensor, negatives: torch.Tensor, threshold: float,
+                suffix: list[int]) -> None:
     """Write the router next to an adapter (inside the stage's atomic output directory)."""
-    save_file({"keys": keys.cpu()}, str(Path(out_dir) / ROUTER_FILE))
+    save_file({"keys": keys.cpu(), "negatives": negatives.cpu()}, str(Path(out_dir) / ROUTER_FILE))
     (Path(out_dir) / ROUTER_SETTINGS).write_text(
         json.dumps({"threshold": threshold, "prompt_suffix": suffix}, indent=1) + "\n")
 
 
 def load_router(adapter_dir: str | Path) -> dict:
     settings = json.loads((Path(adapter_dir) / ROUTER_SETTINGS).read_text())
-    return {"keys": load_file(str(Path(adapter_dir) / ROUTER_FILE))["keys"], **settings}
+    return {**load_file(str(Path(adapter_dir) / ROUTER_FILE)), **settings}
 
 
 class RoutedExperts(torch.nn.Module):
-    """The starting model plus switchable experts; called exactly like the model it wraps.
+    """The starting model plus switchable experts, called exactly like the model it wraps
+    (``forward``, cached continuation passes, ``generate``).
 
-    ``forward`` runs the starting model (every expert off) on the whole batch, routes each row
-    from the captured input embeddings, and recomputes only the routed rows with their expert.
-    Rows routed nowhere are therefore the starting model's output, unchanged bit for bit.
+    Each row is routed from its input embeddings (an embedding-only pass of the starting model),
+    then one forward pass applies to every row its own expert, or none (peft's mixed-adapter
+    batches): a row routed nowhere is computed by the starting model's layers alone, bit for bit.
+    A key/value cache returned by ``forward`` remembers its rows' routes (also through
+    ``reorder_cache``), so a later pass that continues it applies the same experts.
     """
+
+    BASE = "__base__"
 
     def __init__(self, model, expert_dirs: list[str | Path]):
         super().__init__()
@@ -129,12 +145,12 @@ class RoutedExperts(torch.nn.Module):
         self.model = peft_model.eval()
         self.names = names
         routers = [load_router(d) for d in expert_dirs]
+        device = next(model.parameters()).device
         for name, router in zip(names, routers):
-            self.register_buffer(f"keys_{name}", router["keys"].to(next(model.parameters()).device),
-                                 persistent=False)
+            self.register_buffer(f"keys_{name}", router["keys"].to(device), persistent=False)
+            self.register_buffer(f"negatives_{name}", router["negatives"].to(device), persistent=False)
         self.thresholds = [float(r["threshold"]) for r in routers]
         self.suffix = routers[-1]["prompt_suffix"]
-        self.image_token_id = getattr(model.config, "image_token_id", None)
 
     @property
     def config(self):
@@ -148,80 +164,51 @@ class RoutedExperts(torch.nn.Module):
     def device(self):
         return next(self.parameters()).device
 
-    def route(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-              embeds: torch.Tensor) -> torch.Tensor:
+    def route(self, inputs: dict) -> torch.Tensor:
         """(B,) index of the expert each row goes to, -1 for none."""
-        mask = prompt_mask(input_ids, attention_mask, self.suffix)
-        scores = torch.stack([coverage(embeds, mask, getattr(self, f"keys_{name}"))
-                              for name in self.names], dim=1)
-        above = scores >= torch.tensor(self.thresholds, device=scores.device)
+        with self.model.disable_adapter():
+            embeds = input_embeddings(self.model, inputs)
+        attention = inputs.get("attention_mask")
+        if attention is None:
+            attention = torch.ones_like(inputs["input_ids"])
+        mask = prompt_mask(inputs["input_ids"], attention, self.suffix)
+        scores = torch.stack([coverage(embeds, mask, getattr(self, f"keys_{n}")) for n in self.names], dim=1)
+        negative = torch.stack([coverage(embeds, mask, getattr(self, f"negatives_{n}")) for n in self.names], dim=1)
+        above = (scores >= torch.tensor(self.thresholds, device=scores.device)) & (scores > negative)
         best = scores.masked_fill(~above, float("-inf")).argmax(dim=1)
         return torch.where(above.any(dim=1), best, torch.full_like(best, -1))
 
-    def _rows(self, inputs: dict, rows: torch.Tensor) -> dict:
-        """The inputs of a subset of rows (pixel values follow the rows that hold an image)."""
-        ids = inputs["input_ids"]
-        subset = {}
-        for key, value in inputs.items():
-            if key == "pixel_values" and value is not None:
-                has_image = (ids == self.image_token_id).any(dim=1)
-                if value.shape[0] != int(has_image.sum()):
-                    raise ValueError("routing expects one image per row that has image tokens")
-                image_index = torch.cumsum(has_image.long(), dim=0) - 1
-                subset[key] = value[image_index[rows][has_image[rows]]]
-            elif torch.is_tensor(value) and value.dim() > 0 and value.shape[0] == ids.shape[0]:
-                subset[key] = value[rows]
-            else:
-                subset[key] = value
-        return subset
+    def adapter_names(self, route: torch.Tensor) -> list[str]:
+        return [self.BASE if r < 0 else self.names[r] for r in route.tolist()]
 
-    def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs):
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, **kwargs}
-        with self.model.disable_adapter(), captured_input_embeddings(self.model) as captured:
-            output = self.model(**inputs)
-        choice = self.route(input_ids, attention_mask, captured[0])
-        if (choice >= 0).any():
-            logits = output.logits.clone()
-            for index, name in enumerate(self.names):
-                rows = torch.nonzero(choice == index).squeeze(1)
-                if len(rows):
-                    self.model.set_adapter(name)
-                    logits[rows] = self.model(**self._rows(inputs, rows)).logits
-            output.logits = logits
-        output.loss = None
-        if labels is not None:
-            shifted = output.logits[:, :-1].float()
-            output.loss = F.cross_entropy(shifted.reshape(-1, shifted.shape[-1]), labels[:, 1:].reshape(-1),
-                                          ignore_index=-100)
+    @staticmethod
+    def _remember(cache, route: torch.Tensor) -> None:
+        """Attach the rows' routes to a returned cache, following its row reordering."""
+        if cache is None or getattr(cache, "pulse_route", None) is not None:
+            return
+        cache.pulse_route = route
+        reorder = cache.reorder_cache
+
+        def reorder_with_route(beam_idx):
+            reorder(beam_idx)
+            cache.pulse_route = cache.pulse_route[beam_idx.to(cache.pulse_route.device)]
+
+        cache.reorder_cache = reorder_with_route
+
+    def forward(self, **inputs):
+        cache = inputs.get("past_key_values")
+        route = getattr(cache, "pulse_route", None) if cache is not None else None
+        if route is None:
+            if cache is not None and cache.get_seq_length() > 0:
+                raise ValueError("RoutedExperts: a cache that did not come from this model cannot be continued")
+            route = self.route(inputs)
+        output = self.model(**inputs, adapter_names=self.adapter_names(route))
+        self._remember(getattr(output, "past_key_values", None), route)
         return output
 
     @torch.no_grad()
-    def generate(self, input_ids=None, attention_mask=None, **kwargs):
-        """Greedy/sampled generation, each row with the expert its prompt is routed to."""
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask,
-                  **{k: v for k, v in kwargs.items() if torch.is_tensor(v)}}
-        settings = {k: v for k, v in kwargs.items() if not torch.is_tensor(v)}
-        with self.model.disable_adapter(), captured_input_embeddings(self.model) as captured:
-            self.model(**inputs)
-        choice = self.route(input_ids, attention_mask, captured[0])
-        outputs: dict[int, torch.Tensor] = {}
-        for index in sorted(set(choice.tolist())):
-            rows = torch.nonzero(choice == index).squeeze(1)
-            if index < 0:
-                with self.model.disable_adapter():
-                    generated = self.model.generate(**self._rows(inputs, rows), **settings)
-            else:
-                self.model.set_adapter(self.names[index])
-                generated = self.model.generate(**self._rows(inputs, rows), **settings)
-            for row, sequence in zip(rows.tolist(), generated):
-                outputs[row] = sequence
-        width = max(len(s) for s in outputs.values())
-        pad = self.model.config.get_text_config().pad_token_id or 0
-        result = torch.full((len(outputs), width), pad, dtype=input_ids.dtype, device=input_ids.device)
-        for row, sequence in outputs.items():
-            result[row, :len(sequence)] = sequence
-        return result
+    def generate(self, **inputs):
+        settings = {k: v for k, v in inputs.items() if not torch.is_tensor(v)}
+        tensors = {k: v for k, v in inputs.items() if torch.is_tensor(v)}
+        route = self.route(tensors)
+        return self.model.generate(**tensors, **settings, adapter_names=self.adapter_names(route))

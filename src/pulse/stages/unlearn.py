@@ -130,14 +130,18 @@ def run(params: dict, data_dir: str | Path, base_dir: str | Path, chain: list[st
                **({"prepare": prepared} if prepared else {})}
     router = None
     if method.routed:
-        prompts = [encoder.prompt_ids(q.question, q.image) for q in forget_qas]
-        suffix = prompt_suffix(prompts)
-        items = [Encoded(ids, len(ids), None if q.image is None else encoder.pixels(q.image))
-                 for ids, q in zip(prompts, forget_qas)]
-        with reference(model):
-            keys = router_keys(model, [on_device(b) for b in one_pass(items, 64, pad, collate)], suffix)
-        router = {"keys": keys, "threshold": float(method.hp["threshold"]), "suffix": suffix}
-        summary["router_keys"] = int(keys.shape[0])
-        log(f"router: {keys.shape[0]} key embeddings, threshold {router['threshold']}, prompt suffix {suffix}")
+        retain_qas = [q for q in population_qas if q.entity in set(split["retain"])]
+        suffix = prompt_suffix([encoder.prompt_ids(q.question, q.image) for q in forget_qas + retain_qas])
+
+        def embeddings(qas):
+            items = [Encoded(ids, len(ids), None if q.image is None else encoder.pixels(q.image))
+                     for q in qas for ids in [encoder.prompt_ids(q.question, q.image)]]
+            with reference(model):
+                return router_keys(model, [on_device(b) for b in one_pass(items, 64, pad, collate)], suffix)
+
+        router = {"keys": embeddings(forget_qas), "negatives": embeddings(retain_qas),
+                  "threshold": float(method.hp["threshold"]), "suffix": suffix}
+        summary["router"] = {"keys": int(router["keys"].shape[0]), "negatives": int(router["negatives"].shape[0])}
+        log(f"router: {summary['router']} embeddings, threshold {router['threshold']}, prompt suffix {suffix}")
     save_adapter(model, out_dir, {"unlearn_log.json": summary}, router=router)
     return summary
