@@ -30,7 +30,8 @@ class LifelongExperts(Method):
         if inner is None or inner.routed:
             raise KeyError(f"LUMoE: 'expert' must name a non-routed method, one of "
                            f"{sorted(n for n, m in METHODS.items() if not m.routed)}; got {self.hp['expert']!r}")
-        if not 0.0 < float(self.hp["threshold"]) <= 1.0:
+        threshold = self.hp["threshold"]
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold <= 1.0:
             raise KeyError(f"LUMoE: 'threshold' must be in (0, 1]; got {self.hp['threshold']!r}")
         self.expert = inner()
         self.needs_reference = self.expert.needs_reference
