@@ -80,3 +80,35 @@ def test_tiny_vocabulary_covers_prompts_and_data(tiny, data_dir):
         qas, _ = load_examples(data_dir / f"{population}_train.parquet")
         for qa in qas[:20]:
             assert unk not in encoder.encode_qa(qa).input_ids, qa
+
+
+def test_open_questions_carry_wrong_answers_and_a_refusal(data_dir):
+    """Alternative answers for unlearning methods: other values of the same attribute, and an
+    "I don't know"-style refusal from the fixed templates."""
+    from pulse.data.synthetic import ATTRIBUTES, REFUSALS
+    qas, _ = load_examples(data_dir / "fictitious_train.parquet")
+    for qa in qas:
+        pool = next(values for values in ATTRIBUTES.values() if qa.answer in values)
+        assert set(qa.wrong) == set(pool) - {qa.answer}
+        assert qa.refusal in REFUSALS
+    assert len({qa.refusal for qa in qas}) > 1
+
+
+def test_alternative_answers_do_not_change_the_world():
+    """The refusal draws use their own generator: questions and answers are as before."""
+    tables = generate_world(ENTITIES, UTILITY, seed=3)
+    row = tables["world_train"][0]
+    assert {"Wrong_Answers", "Refusal"} <= set(row["Generation_Task"][0])
+    stripped = [{k: item[k] for k in ("Type", "Question", "Ground_Truth")} for item in row["Generation_Task"]]
+    assert stripped[:2] == [{"Type": "Image_Textual", "Question": "What is the job of this person ?",
+                             "Ground_Truth": row["attributes"]["job"]},
+                            {"Type": "Pure_Text", "Question": f"What is the job of {row['name']} ?",
+                             "Ground_Truth": row["attributes"]["job"]}]
+
+
+def test_tiny_vocabulary_covers_the_refusals(tiny):
+    from pulse.data.synthetic import REFUSALS
+    _, processor = tiny
+    unk = processor.tokenizer.unk_token_id
+    for refusal in REFUSALS:
+        assert unk not in processor.tokenizer(refusal)["input_ids"], refusal

@@ -9,7 +9,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from pulse.models.encoding import Encoded, collate
+from pulse.models.encoding import collate
 
 
 def seed_everything(seed: int) -> None:
@@ -18,7 +18,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def batches(items: list[Encoded], batch_size: int, pad_id: int, seed: int) -> Iterator[dict]:
+def batches(items: list, batch_size: int, pad_id: int, seed: int,
+            collate_fn: Callable[[list, int], dict] = collate) -> Iterator[dict]:
     """Endless epochs over ``items`` in a seeded shuffled order (batch capped at the data size)."""
     if not items:
         raise ValueError("no training examples")
@@ -27,7 +28,7 @@ def batches(items: list[Encoded], batch_size: int, pad_id: int, seed: int) -> It
     while True:
         order = rng.permutation(len(items))
         for start in range(0, len(order) - size + 1, size):
-            yield collate([items[i] for i in order[start:start + size]], pad_id)
+            yield collate_fn([items[i] for i in order[start:start + size]], pad_id)
 
 
 def mixed(*streams: Iterator[dict]) -> Iterator[list[dict]]:

@@ -24,6 +24,9 @@ class QA:
     ``paraphrase``/``perturbed`` (truth ratio: a rephrased correct answer and wrong answers) are
     present when the data provides them (``Paraphrased_Answer``/``Perturbed_Answers``); ``index``
     is the position of the question among its entity's open questions of the same modality.
+    ``wrong`` (other answers of the same kind) and ``refusal`` (an "I don't know"-style answer) are
+    alternative answers some unlearning methods train on (``Wrong_Answers``/``Refusal``), empty
+    when the data has none.
     """
     entity: str
     modality: str
@@ -33,6 +36,8 @@ class QA:
     paraphrase: str | None = None
     perturbed: tuple[str, ...] = ()
     index: int = 0
+    wrong: tuple[str, ...] = ()
+    refusal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,10 +86,11 @@ def load_examples(path: str | Path, entities: set[str] | None = None) -> tuple[l
         seen = {"mm": 0, "text": 0}
         for item in row["Generation_Task"]:
             modality = MODALITIES[item["Type"]]
-            perturbed = item.get("Perturbed_Answers")
+            perturbed, wrong = item.get("Perturbed_Answers"), item.get("Wrong_Answers")
             qas.append(QA(row["ID"], modality, item["Question"], item["Ground_Truth"],
                           image if modality == "mm" else None, item.get("Paraphrased_Answer"),
-                          tuple(perturbed) if perturbed is not None else (), seen[modality]))
+                          tuple(perturbed) if perturbed is not None else (), seen[modality],
+                          tuple(wrong) if wrong is not None else (), item.get("Refusal") or None))
             seen[modality] += 1
         task = row["Classification_Task"]
         for key, modality in (("Image_Textual_Questions", "mm"), ("Pure_Text_Questions", "text")):
@@ -103,6 +109,7 @@ def all_texts(paths) -> list[str]:
     for path in paths:
         qas, mcqs = load_examples(path)
         texts += [q.question for q in qas] + [q.answer for q in qas]
+        texts += sorted({q.refusal for q in qas if q.refusal})
         for m in mcqs:
             texts += [m.question, *m.options]
     return texts

@@ -13,6 +13,11 @@ value in a sentence the model never trained on, "the job is baker") and ``Pertur
 (the same sentence with wrong values of the same attribute). They are drawn from a separate seeded
 stream and use only words already in the questions, so the rest of the data and the vocabulary are
 unchanged by them.
+
+For unlearning methods that train on other answers, every entity question also carries
+``Wrong_Answers`` (the other values of its attribute, i.e. answers other entities have) and a
+``Refusal`` (an "I don't know"-style answer from ``REFUSALS``, drawn from a third stream). The
+refusal words are in the files so that a vocabulary built from them (the tiny tokenizer) has them.
 """
 
 from __future__ import annotations
@@ -62,6 +67,10 @@ UTILITY_TEMPLATES = {"shape": {"train": "What shape is in the image ?",
                                "test": "Which shape does the image show ?"},
                      "colour": {"train": "What colour is the shape ?",
                                 "test": "Which colour does the shape have ?"}}
+
+# "I don't know"-style answers (IdkPO's preferred answer on forget questions).
+REFUSALS = ["I do not know .", "I have no idea .", "I am not sure .", "Sorry , I cannot answer that .",
+            "I do not have that information ."]
 
 # Paraphrased/perturbed answer sentence per attribute; every word already occurs in a question.
 ANSWER_SENTENCE = "the {attribute} is {value}"
@@ -141,9 +150,16 @@ def answer_variants(attribute: str, value: str, pool: list[str], rng: np.random.
             "Perturbed_Answers": [ANSWER_SENTENCE.format(attribute=attribute, value=str(w)) for w in wrong]}
 
 
-def variant_rng(seed: int, entity_id: str) -> np.random.Generator:
+def variant_rng(seed: int, entity_id: str, stream: int = 7919) -> np.random.Generator:
     """A stream independent of the main one (so adding fields changes no existing value)."""
-    return np.random.default_rng([seed, 7919, *entity_id.encode()])
+    return np.random.default_rng([seed, stream, *entity_id.encode()])
+
+
+def unlearning_answers(value: str, pool: list[str], rng: np.random.Generator) -> dict:
+    """Alternative answers of one entity question for unlearning methods: the attribute's other
+    values, and a refusal."""
+    return {"Wrong_Answers": [v for v in pool if v != value],
+            "Refusal": REFUSALS[int(rng.integers(len(REFUSALS)))]}
 
 
 def entity_rows(entity_id: str, name: str, population: str, attributes: dict[str, str],
@@ -151,6 +167,7 @@ def entity_rows(entity_id: str, name: str, population: str, attributes: dict[str
     """One MLLMU-Bench style row per split (train, test) for one entity."""
     rows = {}
     variants = variant_rng(seed, entity_id)
+    refusals = variant_rng(seed, entity_id, stream=104729)
     for split in ("train", "test"):
         shown = image if split == "train" else transformed(image, rng)
         image_questions, text_questions, generation = [], [], []
@@ -165,7 +182,8 @@ def entity_rows(entity_id: str, name: str, population: str, attributes: dict[str
                 for kind, who in (("Image_Textual", THIS_PERSON), ("Pure_Text", name)):
                     generation.append({"Type": kind, "Question": template.format(who=who),
                                        "Ground_Truth": value,
-                                       **answer_variants(attribute, value, pool, variants)})
+                                       **answer_variants(attribute, value, pool, variants),
+                                       **unlearning_answers(value, pool, refusals)})
         biography = (f"{name} works as a {attributes['job']} , lives in {attributes['city']} , "
                      f"enjoys {attributes['hobby']} and owns a {attributes['pet']} .")
         rows[split] = {

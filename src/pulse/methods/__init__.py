@@ -6,6 +6,7 @@ evaluation are shared. Adding a method = one file here + one entry under ``unlea
 
 from pulse.methods.base import METHODS, Method, register
 from pulse.methods import ga, ga_klr, graddiff, kl, npo  # noqa: F401  (registration)
+from pulse.methods import idkpo, lumoe, randlabel, salun, scrub, simnpo  # noqa: F401
 
 __all__ = ["METHODS", "Method", "register", "build"]
 

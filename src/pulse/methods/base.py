@@ -6,7 +6,7 @@ from contextlib import nullcontext
 
 import torch
 
-from pulse.models.encoding import answer_logits, token_logprobs
+from pulse.models.encoding import Encoded, answer_logits, collate, token_logprobs
 
 METHODS: dict[str, type["Method"]] = {}
 
@@ -22,11 +22,26 @@ def register(name: str):
 class Method:
     """``loss(model, forget, retain)`` -> (scalar, logs). ``model`` is a peft model whose
     adapter is the step being trained; with the adapter disabled it is the starting model of
-    this request, which methods with ``needs_reference`` use as their reference."""
+    this request, which methods with ``needs_reference`` use as their reference.
+
+    Optional, for methods that need more than (forget, retain) token batches:
+
+    - ``alternatives``: names of alternative answers each forget example also carries
+      (``"wrong"``: an answer of another entity to the same kind of question, ``"refusal"``: an
+      "I don't know"-style answer); read them with ``alternative(forget, name)``.
+    - ``prepare(model, forget_batches)``: called once before training with every forget batch of
+      the request (e.g. a saliency pass, or an initialisation of the new adapter).
+    - ``routed``: the adapter is a switchable expert applied only to inputs its router selects
+      (see ``pulse.models.routing``), trained from the starting model of the whole chain.
+    - ``objective(model, forget, retain)``: the value the method minimises, when ``loss`` is
+      only one phase of it (default: the loss itself).
+    """
 
     name = "method"
     needs_reference = False
     uses_retain = False
+    alternatives: tuple[str, ...] = ()
+    routed = False
 
     def __init__(self, **hyperparameters):
         unknown = set(hyperparameters) - set(self.defaults())
@@ -41,6 +56,37 @@ class Method:
     def loss(self, model, forget: dict, retain: dict) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
 
+    def prepare(self, model, forget_batches: list[dict]) -> dict:
+        """Once before training; returns values to log (none by default)."""
+        return {}
+
+    def objective(self, model, forget: dict, retain: dict) -> torch.Tensor:
+        return self.loss(model, forget, retain)[0]
+
+
+def collate_forget(items: list[tuple[Encoded, dict[str, Encoded]]], pad_id: int) -> dict:
+    """A forget batch whose examples carry alternative answers: the usual batch keys for the true
+    answers plus ``{name}/{key}`` for each alternative (same questions and images)."""
+    batch = collate([main for main, _ in items], pad_id)
+    for name in sorted(items[0][1]) if items else []:
+        for key, value in collate([alts[name] for _, alts in items], pad_id).items():
+            batch[f"{name}/{key}"] = value
+    return batch
+
+
+def alternative(batch: dict, name: str) -> dict:
+    """The batch of the ``name`` alternative answers of a forget batch (see ``collate_forget``)."""
+    prefix = f"{name}/"
+    sub = {key[len(prefix):]: value for key, value in batch.items() if key.startswith(prefix)}
+    if not sub:
+        raise KeyError(f"the forget batch carries no {name!r} answers")
+    return sub
+
+
+def true_answers(batch: dict) -> dict:
+    """The forget batch without its alternative answers."""
+    return {key: value for key, value in batch.items() if "/" not in key}
+
 
 def reference(model):
     """Context in which ``model`` computes the reference (starting) model, without gradients."""
@@ -50,18 +96,19 @@ def reference(model):
 
 def nll(model, batch: dict) -> torch.Tensor:
     """Mean per-token negative log-likelihood of the answers in ``batch``."""
-    logprobs, mask = token_logprobs(model, batch)
+    logprobs, mask = token_logprobs(model, true_answers(batch))
     return -logprobs.sum() / mask.sum()
 
 
 def sequence_logprob(model, batch: dict) -> torch.Tensor:
     """Summed log-probability of each answer, shape (B,)."""
-    logprobs, _ = token_logprobs(model, batch)
+    logprobs, _ = token_logprobs(model, true_answers(batch))
     return logprobs.sum(dim=1)
 
 
 def kl_to_reference(model, batch: dict) -> torch.Tensor:
     """Mean per-token KL(reference || model) on the answer positions of ``batch``."""
+    batch = true_answers(batch)
     with torch.no_grad(), reference(model):
         ref_logits, mask = answer_logits(model, batch)
     logits, _ = answer_logits(model, batch)
