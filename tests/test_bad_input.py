@@ -4,6 +4,7 @@ already written is overwritten."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -98,3 +99,45 @@ def test_workflow_refuses_unwritable_results(workflow):
     (workflow / "results").write_text("a file where the results directory should be")
     result = _snakemake_dry_run(workflow, "--configfile", "config/smoke.yaml")
     assert result.returncode != 0 and "not writable" in result.stdout + result.stderr
+
+
+def test_workflow_refuses_a_missing_data_directory_before_any_job(workflow):
+    config = yaml.safe_load((workflow / "config" / "smoke.yaml").read_text())
+    config["data"] = {"source": "prepared", "path": "data/not-there", "forget_size": 2}
+    (workflow / "config" / "bad.yaml").write_text(yaml.safe_dump(config))
+    result = _snakemake_dry_run(workflow, "--configfile", "config/bad.yaml")
+    assert result.returncode != 0
+    message = result.stdout + result.stderr
+    assert "data.path" in message and "data/not-there is not a directory" in message
+    assert not (workflow / "results").exists() or not any((workflow / "results").iterdir())
+
+
+def test_workflow_refuses_overlapping_forget_and_retain_before_any_job(workflow, data_dir):
+    """A prepared dataset brings its own splits.json; an entity on both sides is refused."""
+    dataset = workflow / "data" / "mine"
+    shutil.copytree(data_dir, dataset)
+    splits = yaml.safe_load((dataset / "splits.json").read_text())
+    splits["finetuned"]["retain"].append(splits["finetuned"]["forget"][0])
+    (dataset / "splits.json").write_text(json.dumps(splits))
+    config = yaml.safe_load((workflow / "config" / "smoke.yaml").read_text())
+    config["data"] = {"source": "prepared", "path": "data/mine", "forget_size": 4}
+    (workflow / "config" / "bad.yaml").write_text(yaml.safe_dump(config))
+    result = _snakemake_dry_run(workflow, "--configfile", "config/bad.yaml")
+    assert result.returncode != 0
+    message = result.stdout + result.stderr
+    assert "data.path" in message and "splits.json" in message and "in both forget and retain" in message
+    assert splits["finetuned"]["forget"][0] in message
+    assert not (workflow / "results").exists() or not any((workflow / "results").iterdir())
+
+
+def test_data_stage_refuses_overlapping_splits_of_a_prepared_dataset(data_dir, tmp_path):
+    from pulse.stages import data
+    dataset = tmp_path / "mine"
+    shutil.copytree(data_dir, dataset)
+    splits = yaml.safe_load((dataset / "splits.json").read_text())
+    splits["pretrained"]["forget"].append(splits["pretrained"]["retain"][0])
+    (dataset / "splits.json").write_text(json.dumps(splits))
+    with pytest.raises(DataError, match=r"splits\.json: pretrained: entities .* in both forget and retain"):
+        data.run({"source": "prepared", "path": str(dataset), "seed": 0, "forget_size": 4}, tmp_path / "out",
+                 log=lambda _: None)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

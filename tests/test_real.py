@@ -445,6 +445,10 @@ def test_paper_configs_plan_the_whole_dag(name, tmp_path):
 
     from test_e2e import workflow_copy
     directory = workflow_copy(tmp_path / "wf")
+    # the local data the configs name (a dry run reads none of it, but the config check wants it there)
+    (directory / "data" / "MLLMU-Bench").mkdir(parents=True)
+    (directory / "data" / "MMBench").mkdir()
+    (directory / "data" / "MMBench" / "MMBench_DEV_EN.tsv").write_text("")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run([sys.executable, "-m", "snakemake", "--dry-run", "--cores", "2", "--configfile",
                              f"config/{name}.yaml"], cwd=directory, env=env, capture_output=True, text=True)

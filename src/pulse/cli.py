@@ -103,9 +103,11 @@ def run(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     raw_argv = list(sys.argv[1:] if argv is None else argv)
     if args.stage == "check-config":
-        from pulse.config import ConfigError, load
+        from pulse.config import ConfigError, check_data_paths, load
         try:
-            print(json.dumps(load(args.config), indent=1))
+            resolved = load(args.config)
+            check_data_paths(resolved["data"], args.config)
+            print(json.dumps(resolved, indent=1))
         except ConfigError as error:
             print(error, file=sys.stderr)
             return 2

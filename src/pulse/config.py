@@ -100,6 +100,34 @@ def check_semantics(config: dict, source: str = "config") -> None:
             raise ConfigError(f"{source}: key 'unlearn.methods.{name}': {error.args[0]}") from None
 
 
+def check_data_paths(data: dict, source: str = "config") -> None:
+    """Local dataset directories exist, and a prepared dataset's own splits do not overlap.
+
+    Separate from ``validate`` (which never touches the file system, so a config can be checked
+    anywhere); the workflow and ``pulse check-config`` call both before any job starts."""
+    if data["source"] == "synthetic":
+        return
+    if "path" not in data:
+        raise ConfigError(f"{source}: key 'data.path' is required by data.source {data['source']} "
+                          "(a local directory of the dataset)")
+    root = Path(data["path"]).expanduser()
+    downloadable = data["source"] == "mllmu" and data.get("download")
+    if not root.is_dir() and not downloadable:
+        raise ConfigError(f"{source}: key 'data.path': {root} is not a directory; expected a local copy of the "
+                          f"dataset" + (" (or data.download: true)" if data["source"] == "mllmu" else ""))
+    general = (data.get("general") or {}).get("path")
+    if general and not Path(general).expanduser().exists():
+        raise ConfigError(f"{source}: key 'data.general.path': {general} does not exist")
+    splits_file = root / "splits.json"
+    if data["source"] == "prepared" and splits_file.is_file():
+        from pulse.data.prepared import check_splits
+        from pulse.data.records import DataError
+        try:
+            check_splits(yaml.safe_load(splits_file.read_text()), splits_file)
+        except DataError as error:
+            raise ConfigError(f"{source}: key 'data.path': {error}") from None
+
+
 def load(path: str | Path, overrides: dict | None = None) -> dict:
     path = Path(path)
     if not path.exists():

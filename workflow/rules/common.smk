@@ -6,13 +6,15 @@ import re
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from pulse.config import ConfigError, method_settings
+from pulse.config import ConfigError, check_data_paths, method_settings
 from pulse.config import validate as check_config
 
 
-# Keys, types and defaults (JSON schema), then what a schema cannot say (methods exist, K fits).
+# Keys, types and defaults (JSON schema), then what a schema cannot say (methods exist, K fits),
+# then the local data the config names (directories exist, a dataset's own splits are disjoint).
 validate(config, "../schemas/config.schema.yaml")
 config.update(check_config(config))
+check_data_paths(config["data"])
 
 RUN = f"results/{config['run']}"
 

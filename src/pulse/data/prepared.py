@@ -33,5 +33,20 @@ def read(params: dict, log=print) -> tuple[dict[str, list[dict]], dict | None]:
     if not tables["fictitious_train"] and not tables["world_train"]:
         raise DataError(f"{root}: neither fictitious_train.parquet nor world_train.parquet found")
     splits = read_json(root / "splits.json") if (root / "splits.json").exists() else None
+    if splits is not None:
+        check_splits(splits, root / "splits.json")
     log(f"prepared dataset {root}: " + ", ".join(f"{k} {len(v)}" for k, v in tables.items() if v))
     return tables, splits
+
+
+def check_splits(splits: dict, where) -> None:
+    """A dataset's own forget/retain splits: lists of entity IDs, no entity on both sides."""
+    if not isinstance(splits, dict):
+        raise DataError(f"{where}: expected {{knowledge: {{forget: [...], retain: [...]}}}}")
+    for knowledge, split in splits.items():
+        if not isinstance(split, dict) or not all(isinstance(split.get(k), list) for k in ("forget", "retain")):
+            raise DataError(f"{where}: {knowledge}: expected lists 'forget' and 'retain' of entity IDs")
+        both = sorted(set(split["forget"]) & set(split["retain"]))
+        if both:
+            raise DataError(f"{where}: {knowledge}: entities {both[:5]} are in both forget and retain; "
+                            "expected disjoint sets")
