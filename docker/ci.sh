@@ -99,7 +99,8 @@ build() {
     local tag=${1:?image tag}
     log "podman build $tag on $BASE"
     podman build --pull=never --network=host --format docker --layers=false \
-        --build-arg "BASE_IMAGE=$BASE" -f "$REPO/docker/Dockerfile" -t "$tag" "$REPO" >&2
+        --build-arg "BASE_IMAGE=$BASE" --build-arg "PULSE_GIT_COMMIT=$(git -C "$REPO" rev-parse HEAD 2>/dev/null)" \
+        -f "$REPO/docker/Dockerfile" -t "$tag" "$REPO" >&2
 }
 
 clean() {

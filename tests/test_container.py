@@ -143,3 +143,13 @@ def test_smoke_numbers_inside_the_image_equal_the_numbers_outside(inside, smoke)
         assert len(inner) == len(outside) > 100, table
         pd.testing.assert_frame_equal(inner, outside, check_exact=False, rtol=1e-12, atol=0, obj=table)
     assert (inside_run / "summary.md").read_text() == (outside_run / "summary.md").read_text()
+
+
+def test_runs_inside_the_image_record_the_commit_it_was_built_from(inside):
+    """The image has no .git: provenance takes the commit docker/ci.sh passed at build time."""
+    import json
+    import subprocess
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                            text=True).stdout.strip()
+    record = json.loads((inside / "smoke" / "base" / "provenance.json").read_text())
+    assert record["git_commit"] == commit, {k: record.get(k) for k in ("git_commit", "git_dirty")}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import socket
 import subprocess
@@ -33,6 +34,10 @@ def _git(*args: str) -> str | None:
 
 def code_version() -> dict:
     commit = _git("rev-parse", "HEAD")
+    if not commit and os.environ.get("PULSE_GIT_COMMIT"):
+        # An installed copy without .git (the container image): the commit it was built from.
+        return {"git_commit": os.environ["PULSE_GIT_COMMIT"], "git_dirty": None,
+                "git_commit_source": "PULSE_GIT_COMMIT (set when the image was built)"}
     status = _git("status", "--porcelain", "--untracked-files=no")
     return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}
 
