@@ -73,3 +73,13 @@ def smoke(tmp_path_factory) -> Path:
     directory = workflow_copy(tmp_path_factory.mktemp("smoke"))
     snakemake(directory)
     return directory
+
+
+def value(summary, **where) -> float:
+    """The one summary value matching ``where`` (metric defaults to MCQ accuracy)."""
+    where.setdefault("metric", "mcq_acc")
+    rows = summary
+    for key, wanted in where.items():
+        rows = rows[rows[key] == wanted]
+    assert len(rows) == 1, where
+    return float(rows["value"].iloc[0])

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import snakemake, workflow_copy
+from conftest import snakemake, value, workflow_copy
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
@@ -23,15 +23,6 @@ SMOKE = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
 @pytest.fixture(scope="module")
 def summary(smoke) -> pd.DataFrame:
     return pd.read_csv(smoke / "results" / "smoke" / "summary.csv")
-
-
-def value(summary, **where) -> float:
-    where.setdefault("metric", "mcq_acc")
-    rows = summary
-    for key, wanted in where.items():
-        rows = rows[rows[key] == wanted]
-    assert len(rows) == 1, where
-    return float(rows["value"].iloc[0])
 
 
 def test_every_checkpoint_and_evaluation_exists(smoke):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import snakemake, workflow_copy
+from conftest import snakemake, value, workflow_copy
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
@@ -27,15 +27,6 @@ def run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def summary(run) -> pd.DataFrame:
     return pd.read_csv(run / "summary.csv")
-
-
-def value(summary, **where) -> float:
-    where.setdefault("metric", "mcq_acc")
-    rows = summary
-    for key, wanted in where.items():
-        rows = rows[rows[key] == wanted]
-    assert len(rows) == 1, where
-    return float(rows["value"].iloc[0])
 
 
 def test_every_method_and_schedule_has_every_checkpoint(run, summary):

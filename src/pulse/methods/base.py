@@ -63,6 +63,13 @@ class Method:
     def objective(self, model, forget: dict, retain: dict) -> torch.Tensor:
         return self.loss(model, forget, retain)[0]
 
+    def plus_retain_nll(self, model, retain: dict, loss: torch.Tensor, logs: dict) -> tuple[torch.Tensor, dict]:
+        """``loss + retain_weight * NLL(retain)`` (the common retain term; skipped at weight 0)."""
+        if not self.hp["retain_weight"]:
+            return loss, logs
+        retain_nll = nll(model, retain)
+        return loss + self.hp["retain_weight"] * retain_nll, {**logs, "retain_nll": retain_nll.detach()}
+
 
 def collate_forget(items: list[tuple[Encoded, dict[str, Encoded]]], pad_id: int) -> dict:
     """A forget batch whose examples carry alternative answers: the usual batch keys for the true

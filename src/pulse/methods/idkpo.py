@@ -10,7 +10,7 @@ Refusals come with the data (``Refusal`` of each question), so their words are i
 import torch
 import torch.nn.functional as F
 
-from pulse.methods.base import Method, alternative, nll, reference, register, sequence_logprob
+from pulse.methods.base import Method, alternative, reference, register, sequence_logprob
 
 
 @register("IdkPO")
@@ -32,8 +32,4 @@ class IdkPreference(Method):
         beta = self.hp["beta"]
         loss = -(2.0 / beta) * F.logsigmoid(beta * margin).mean()
         logs = {"margin": margin.mean().detach()}
-        if self.hp["retain_weight"]:
-            retain_nll = nll(model, retain)
-            loss = loss + self.hp["retain_weight"] * retain_nll
-            logs["retain_nll"] = retain_nll.detach()
-        return loss, logs
+        return self.plus_retain_nll(model, retain, loss, logs)

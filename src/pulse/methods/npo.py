@@ -8,7 +8,7 @@ Sequence log-probabilities sum the answer tokens.
 import torch
 import torch.nn.functional as F
 
-from pulse.methods.base import Method, nll, reference, register, sequence_logprob
+from pulse.methods.base import Method, reference, register, sequence_logprob
 
 
 @register("NPO")
@@ -26,8 +26,4 @@ class NegativePreference(Method):
         beta = self.hp["beta"]
         loss = -(2.0 / beta) * F.logsigmoid(-beta * (logp - ref_logp)).mean()
         logs = {"forget_logratio": (logp - ref_logp).mean().detach()}
-        if self.hp["retain_weight"]:
-            retain_nll = nll(model, retain)
-            loss = loss + self.hp["retain_weight"] * retain_nll
-            logs["retain_nll"] = retain_nll.detach()
-        return loss, logs
+        return self.plus_retain_nll(model, retain, loss, logs)

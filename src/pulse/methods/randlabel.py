@@ -21,8 +21,4 @@ class RandomLabel(Method):
     def loss(self, model, forget, retain):
         wrong_nll = nll(model, alternative(forget, "wrong"))
         loss, logs = wrong_nll, {"wrong_nll": wrong_nll.detach()}
-        if self.hp["retain_weight"]:
-            retain_nll = nll(model, retain)
-            loss = loss + self.hp["retain_weight"] * retain_nll
-            logs["retain_nll"] = retain_nll.detach()
-        return loss, logs
+        return self.plus_retain_nll(model, retain, loss, logs)

@@ -8,7 +8,7 @@ L = -(2 / beta) * mean log sigmoid(-(beta / |y|) * log p_theta(y|x) - gamma)   o
 
 import torch.nn.functional as F
 
-from pulse.methods.base import Method, nll, register, true_answers
+from pulse.methods.base import Method, register, true_answers
 from pulse.models.encoding import token_logprobs
 
 
@@ -26,8 +26,4 @@ class SimpleNegativePreference(Method):
         beta = self.hp["beta"]
         loss = -(2.0 / beta) * F.logsigmoid(-beta * mean_logp - self.hp["gamma"]).mean()
         logs = {"forget_mean_logp": mean_logp.mean().detach()}
-        if self.hp["retain_weight"]:
-            retain_nll = nll(model, retain)
-            loss = loss + self.hp["retain_weight"] * retain_nll
-            logs["retain_nll"] = retain_nll.detach()
-        return loss, logs
+        return self.plus_retain_nll(model, retain, loss, logs)
