@@ -23,9 +23,24 @@ def refused(config) -> str:
 
 
 def test_shipped_configs_are_valid():
+    from snakemake.utils import update_config
     for path in sorted((REPO / "config").glob("*.yaml")):
-        resolved = validate(yaml.safe_load(path.read_text()), str(path))
+        config = yaml.safe_load(path.read_text())
+        if "model" not in config:  # an overlay: merged onto the default as `--configfile A B` does
+            overlay, config = config, yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+            update_config(config, overlay)
+        resolved = validate(config, str(path))
         assert resolved["unlearn"]["methods"]
+
+
+def test_all_methods_overlay_adds_every_method_to_the_default():
+    from snakemake.utils import update_config
+
+    from pulse.methods import METHODS
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    update_config(config, yaml.safe_load((REPO / "config" / "all-methods.yaml").read_text()))
+    assert set(config["unlearn"]["methods"]) == set(METHODS)
+    assert config["run"] == "all-methods" and config["data"]["entities"]["world"] == 30
 
 
 def test_defaults_are_filled(config):
