@@ -6,7 +6,7 @@ CORES ?= 2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.pulse-installed
 
-.PHONY: setup benchmark test lint clean-venv
+.PHONY: setup benchmark check test lint clean-venv
 
 setup: $(STAMP)
 
@@ -19,6 +19,11 @@ $(STAMP): envs/requirements.txt envs/requirements-dev.txt envs/requirements-clus
 # The default PULSE benchmark end to end: results/default/summary.md
 benchmark: setup
 	PATH="$(abspath $(BIN)):$$PATH" pulse workflow --cores $(CORES) --workflow-profile profiles/local
+
+# Artifact review: the default run's summary against the committed expected results (README)
+check: setup
+	PATH="$(abspath $(BIN)):$$PATH" pulse check-results --summary results/default/summary.csv \
+		--expected expected/default.csv
 
 test: setup
 	PATH="$(abspath $(BIN)):$$PATH" pytest -q $(PYTEST_ARGS)
