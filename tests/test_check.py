@@ -42,3 +42,12 @@ def test_check_passes_inside_and_fails_outside_or_missing():
 def test_one_seed_cannot_give_tolerances():
     with pytest.raises(ValueError, match="two seeds"):
         make_expected(seed_statistics([table([1.0, 0.5])]), sigmas=3, floor=0.02)
+
+
+def test_expected_results_can_keep_only_the_headline_metrics():
+    seeds = [pd.concat([table([1.0, v]), table([0.9, v / 2]).assign(metric="rouge_l")]) for v in (0.5, 0.7)]
+    stats = seed_statistics(seeds)
+    expected = make_expected(stats, sigmas=3, floor=0.02, metrics=["rouge_l"])
+    assert set(expected["metric"]) == {"rouge_l"} and len(expected) == 2
+    with pytest.raises(ValueError, match=r"\['mia_auc'\] are not in the summary"):
+        make_expected(stats, sigmas=3, floor=0.02, metrics=["mia_auc"])

@@ -89,6 +89,7 @@ def run(argv: list[str] | None = None) -> int:
     expect.add_argument("--out", required=True)
     expect.add_argument("--sigmas", type=float, default=3.0, help="tolerance = sigmas x seed std")
     expect.add_argument("--floor", type=float, default=0.02, help="smallest tolerance")
+    expect.add_argument("--metrics", type=lambda text: text.split(","), help="comma-separated metrics (default: all)")
     verify = sub.add_parser("check-results", help="compare a run's summary.csv with expected results")
     verify.add_argument("--summary", required=True)
     verify.add_argument("--expected", required=True)
@@ -114,7 +115,7 @@ def run(argv: list[str] | None = None) -> int:
         return 0
     if args.stage == "make-expected":
         from pulse.report.check import write_expected
-        write_expected(args.stats, args.out, args.sigmas, args.floor)
+        write_expected(args.stats, args.out, args.sigmas, args.floor, args.metrics)
         return 0
     if args.stage == "check-results":
         from pulse.report.check import report

@@ -17,10 +17,16 @@ def final_and_start(table: pd.DataFrame) -> pd.DataFrame:
     return table[(table["step"] == 0) | (table["step"] == last)]
 
 
-def make_expected(stats: pd.DataFrame, sigmas: float, floor: float) -> pd.DataFrame:
-    """expected = mean over seeds; tolerance = max(sigmas * std, floor) per cell."""
+def make_expected(stats: pd.DataFrame, sigmas: float, floor: float, metrics: list[str] | None = None) -> pd.DataFrame:
+    """expected = mean over seeds; tolerance = max(sigmas * std, floor) per cell (of ``metrics``,
+    default all)."""
     if stats["n"].min() < 2:
         raise ValueError("tolerances need the spread of at least two seeds (summary_stats.csv n >= 2)")
+    if metrics:
+        unknown = sorted(set(metrics) - set(stats["metric"]))
+        if unknown:
+            raise ValueError(f"metrics {unknown} are not in the summary; it has {sorted(set(stats['metric']))}")
+        stats = stats[stats["metric"].isin(metrics)]
     chosen = final_and_start(stats.rename(columns={"mean": "value"}))
     expected = chosen[KEYS].copy()
     expected["expected"] = chosen["value"].round(4)
@@ -37,8 +43,8 @@ def check(summary: pd.DataFrame, expected: pd.DataFrame) -> pd.DataFrame:
     return merged.rename(columns={"value": "observed"})
 
 
-def write_expected(stats_path, out_path, sigmas: float, floor: float) -> pd.DataFrame:
-    expected = make_expected(pd.read_csv(stats_path), sigmas, floor)
+def write_expected(stats_path, out_path, sigmas: float, floor: float, metrics: list[str] | None = None) -> pd.DataFrame:
+    expected = make_expected(pd.read_csv(stats_path), sigmas, floor, metrics)
     with atomic_path(out_path) as tmp:
         expected.to_csv(tmp, index=False)
     return expected
