@@ -36,7 +36,7 @@ def test_every_method_and_schedule_has_every_checkpoint(run, summary):
                 stem = f"finetuned/{method}/{schedule}/step{step}"
                 assert (run / "seed0" / "unlearn" / stem / "adapter_model.safetensors").exists(), stem
                 assert (run / "seed0" / "eval" / f"{stem}.json").exists(), stem
-    assert set(summary.method) - {"gold"} == set(CONFIG["unlearn"]["methods"])  # + the gold model's rows
+    assert set(summary.method) - {"base", "gold"} == set(CONFIG["unlearn"]["methods"])  # + base and gold rows
     assert not summary.isna().any().any()
 
 
