@@ -51,3 +51,23 @@ def test_expected_results_can_keep_only_the_headline_metrics():
     assert set(expected["metric"]) == {"rouge_l"} and len(expected) == 2
     with pytest.raises(ValueError, match=r"\['mia_auc'\] are not in the summary"):
         make_expected(stats, sigmas=3, floor=0.02, metrics=["mia_auc"])
+
+
+def test_committed_expected_results_cover_the_default_config():
+    """expected/default.csv belongs to config/config.yaml: every method, knowledge source and
+    schedule has cells, from at least two seeds, with positive tolerances (regenerate it with a
+    multi-seed run and `pulse make-expected` whenever the default changes)."""
+    from pathlib import Path
+
+    import yaml
+    repo = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((repo / "config" / "config.yaml").read_text())
+    expected = pd.read_csv(repo / "expected" / "default.csv")
+    assert list(expected.columns) == ["knowledge", "method", "schedule", "step", "split", "modality", "metric",
+                                      "expected", "tolerance", "seeds"]
+    unlearned = expected[~expected["method"].isin(["base", "gold"])]
+    assert set(unlearned["method"]) == set(config["unlearn"]["methods"])
+    assert set(unlearned["knowledge"]) == set(config["unlearn"]["knowledge"])
+    finals = unlearned.groupby("schedule")["step"].max().to_dict()
+    assert finals == config["unlearn"]["schedules"]
+    assert (expected["seeds"] >= 2).all() and (expected["tolerance"] > 0).all()
