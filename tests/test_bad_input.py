@@ -101,15 +101,20 @@ def test_workflow_refuses_unwritable_results(workflow):
     assert result.returncode != 0 and "not writable" in result.stdout + result.stderr
 
 
-def test_workflow_refuses_a_missing_data_directory_before_any_job(workflow):
+def _refused_data(workflow: Path, data: dict) -> str:
+    """The smoke config with ``data`` replaced: snakemake must refuse it before writing any result."""
     config = yaml.safe_load((workflow / "config" / "smoke.yaml").read_text())
-    config["data"] = {"source": "prepared", "path": "data/not-there", "forget_size": 2}
+    config["data"] = data
     (workflow / "config" / "bad.yaml").write_text(yaml.safe_dump(config))
     result = _snakemake_dry_run(workflow, "--configfile", "config/bad.yaml")
     assert result.returncode != 0
-    message = result.stdout + result.stderr
-    assert "data.path" in message and "data/not-there is not a directory" in message
     assert not (workflow / "results").exists() or not any((workflow / "results").iterdir())
+    return result.stdout + result.stderr
+
+
+def test_workflow_refuses_a_missing_data_directory_before_any_job(workflow):
+    message = _refused_data(workflow, {"source": "prepared", "path": "data/not-there", "forget_size": 2})
+    assert "data.path" in message and "data/not-there is not a directory" in message
 
 
 def test_workflow_refuses_overlapping_forget_and_retain_before_any_job(workflow, data_dir):
@@ -119,15 +124,9 @@ def test_workflow_refuses_overlapping_forget_and_retain_before_any_job(workflow,
     splits = yaml.safe_load((dataset / "splits.json").read_text())
     splits["finetuned"]["retain"].append(splits["finetuned"]["forget"][0])
     (dataset / "splits.json").write_text(json.dumps(splits))
-    config = yaml.safe_load((workflow / "config" / "smoke.yaml").read_text())
-    config["data"] = {"source": "prepared", "path": "data/mine", "forget_size": 4}
-    (workflow / "config" / "bad.yaml").write_text(yaml.safe_dump(config))
-    result = _snakemake_dry_run(workflow, "--configfile", "config/bad.yaml")
-    assert result.returncode != 0
-    message = result.stdout + result.stderr
+    message = _refused_data(workflow, {"source": "prepared", "path": "data/mine", "forget_size": 4})
     assert "data.path" in message and "splits.json" in message and "in both forget and retain" in message
     assert splits["finetuned"]["forget"][0] in message
-    assert not (workflow / "results").exists() or not any((workflow / "results").iterdir())
 
 
 def test_data_stage_refuses_overlapping_splits_of_a_prepared_dataset(data_dir, tmp_path):

@@ -122,8 +122,9 @@ def check_data_paths(data: dict, source: str = "config") -> None:
     if data["source"] == "prepared" and splits_file.is_file():
         from pulse.data.prepared import check_splits
         from pulse.data.records import DataError
+        from pulse.io import read_json
         try:
-            check_splits(yaml.safe_load(splits_file.read_text()), splits_file)
+            check_splits(read_json(splits_file), splits_file)
         except DataError as error:
             raise ConfigError(f"{source}: key 'data.path': {error}") from None
 

@@ -102,9 +102,11 @@ def run(params: dict, data_dir: str | Path, base_dir: str | Path, chain: list[st
     model = add_lora(model, lora["rank"], lora["alpha"], lora["dropout"])
     encoder = Encoder(processor, PROMPTS[params["backend"]])
     population_qas = train_qas(data_dir, population)
-    forget_qas = [q for q in population_qas if q.entity in set(forget_ids)]
+    forget_set, retain_set = set(forget_ids), set(split["retain"])
+    forget_qas = [q for q in population_qas if q.entity in forget_set]
+    retain_qas = [q for q in population_qas if q.entity in retain_set]
     forget = forget_examples(encoder, forget_qas, population_qas, method.alternatives, seed)
-    retain = [encoder.encode_qa(q) for q in population_qas if q.entity in set(split["retain"])]
+    retain = [encoder.encode_qa(q) for q in retain_qas]
     collate_fn = collate_forget if method.alternatives else collate
     pad = processor.tokenizer.pad_token_id
     batch_size = min(params["batch_size"], len(forget))
@@ -130,7 +132,6 @@ def run(params: dict, data_dir: str | Path, base_dir: str | Path, chain: list[st
                **({"prepare": prepared} if prepared else {})}
     router = None
     if method.routed:
-        retain_qas = [q for q in population_qas if q.entity in set(split["retain"])]
         suffix = prompt_suffix([encoder.prompt_ids(q.question, q.image) for q in forget_qas + retain_qas])
 
         def embeddings(qas):
