@@ -63,6 +63,8 @@ def main(argv=None) -> int:
     parser.add_argument("--run", default="results/smoke", help="run directory (data/, base/, finetune/, unlearn/)")
     parser.add_argument("--checkpoint", default="finetune",
                         help="'base', 'finetune' or knowledge/method/schedule/stepK (its adapter chain is loaded)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="training seed whose checkpoints to load (run/seed{N}/, if the run has seeds)")
     parser.add_argument("--populations", nargs="+", default=["fictitious", "world", "holdout"])
     parser.add_argument("--variant", default="train", choices=["train", "test"])
     parser.add_argument("--limit", type=int, default=0, help="at most this many items (0 = all)")
@@ -83,12 +85,13 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     run = Path(args.run)
+    seeded = run / f"seed{args.seed}" if (run / f"seed{args.seed}").is_dir() else run
     chain = []
     if args.checkpoint != "base":
-        chain = [run / "finetune"]
+        chain = [seeded / "finetune"]
         if args.checkpoint != "finetune":
             knowledge, method, schedule, step = args.checkpoint.split("/")
-            chain += [run / "unlearn" / knowledge / method / schedule / f"step{s}"
+            chain += [seeded / "unlearn" / knowledge / method / schedule / f"step{s}"
                       for s in range(1, int(step.removeprefix("step")) + 1)]
     model, processor = load_chain(run / "base", chain)
     encoder = Encoder(processor, PROMPTS[args.backend])

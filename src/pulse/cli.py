@@ -96,6 +96,7 @@ def run(argv: list[str] | None = None) -> int:
     plot = sub.add_parser("plot", help="figures (PNG + PDF) and HTML tables from summary.csv")
     plot.add_argument("--csv", required=True)
     plot.add_argument("--out", required=True, help="output directory")
+    plot.add_argument("--stats", help="summary_stats.csv: 95%% intervals over seeds as bands and error bars")
     check = sub.add_parser("check-config", help="validate a config file and print it resolved")
     check.add_argument("config")
     guess = sub.add_parser("estimate", help="GPU memory/time estimates per stage for a real-checkpoint config")
@@ -134,7 +135,7 @@ def run(argv: list[str] | None = None) -> int:
         return 0
     if args.stage == "plot":
         from pulse.report.plots import write_all
-        write_all(args.csv, args.out)
+        write_all(args.csv, args.out, args.stats)
         return 0
     if args.stage == "aggregate":
         from pulse.report.summary import aggregate

@@ -47,6 +47,7 @@ rule aggregate:
 rule plots:
     input:
         csv=f"{RUN}/summary.csv",
+        stats=f"{RUN}/summary_stats.csv",
     output:
         [
             report(
@@ -77,4 +78,4 @@ rule plots:
     benchmark:
         f"{RUN}/benchmarks/plots.tsv"
     shell:
-        "pulse plot --csv {input.csv:q} --out {params.out:q} > {log:q} 2>&1"
+        "pulse plot --csv {input.csv:q} --stats {input.stats:q} --out {params.out:q} > {log:q} 2>&1"
