@@ -152,6 +152,16 @@ def main(argv=None) -> int:
         print(f"{label:44s} {result['items_per_s_wall']:12.1f} {result['items_per_s_cpu']:12.1f} "
               f"{result['speedup_cpu']:14.1f}x {result['agreement_all']:9.3f} {agree_parsed:12.3f} "
               f"{result['accuracy']:8.3f}  {how['letter']}/{how['option text']}/{how['unparsed']}")
+    # How close the batched path is to the hardware: its matrix-multiply work per second. Each
+    # prompt token costs ~2 FLOPs per weight of the language model's linear layers (the vision
+    # tower and attention scores are small at this size and left out).
+    weights = sum(m.weight.numel() for name, m in model.named_modules()
+                  if isinstance(m, torch.nn.Linear) and ("language_model" in name or name.endswith("lm_head")))
+    tokens = sum(len(encoder.prompt_ids(q.question, q.image)) for q in mcqs)
+    flops = 2 * weights * tokens / batched_cpu
+    figures["batched"].update({"prompt_tokens": tokens, "lm_linear_weights": weights, "gflops_per_s_cpu": flops / 1e9})
+    print(f"batched pass: {tokens} prompt tokens x {weights / 1e6:.2f} M linear weights = "
+          f"{flops / 1e9:.1f} GFLOP/s per CPU second (compare the core's peak FP32 rate)")
     print("example generations (lettered):", json.dumps(figures["generate_lettered"]["examples"][:2], indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")

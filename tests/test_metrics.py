@@ -231,3 +231,24 @@ def test_summary_rows_compare_each_checkpoint_with_its_gold_model(tmp_path):
     fq = same[(same.metric == "forget_quality") & (same.split == "forget")]
     assert set(fq.modality) == {"all", "mm", "text"} and (fq.value == 1.0).all()
     assert (same[same.metric.str.startswith("privleak")].value == 0).all()
+
+
+def test_batched_option_scores_equal_one_forward_pass_per_option(tiny, encoder, data_dir):
+    """score_options sorts questions by length and scores one-token options from the prompt's
+    next-token distribution: every option's score must still equal the summed log-probability of
+    that option scored on its own, returned in the questions' order."""
+    import dataclasses
+
+    from pulse.data.records import load_examples
+    from pulse.metrics.likelihood import score_full
+    from pulse.metrics.mcq import score_options
+    model, _ = tiny
+    mcqs = load_examples(data_dir / "world_train.parquet")[1][:10]
+    mcqs += load_examples(data_dir / "fictitious_test.parquet")[1][:6]
+    # some questions with multi-token options (the longer-option path), mixed with one-token ones
+    mcqs += [dataclasses.replace(q, options=tuple(f"{o} {q.options[0]}" for o in q.options)) for q in mcqs[::4]]
+    assert {q.modality for q in mcqs} == {"mm", "text"}
+    batched = score_options(model, encoder, mcqs, batch_size=5)
+    requests = [(q.question, q.image, encoder.continuation_ids(o)) for q in mcqs for o in q.options]
+    plain = [sum(c.logprobs) for c in score_full(model, encoder, requests, batch_size=64)]
+    np.testing.assert_allclose([s for scores in batched for s in scores], plain, atol=1e-4)
