@@ -98,3 +98,15 @@ def test_validation_does_not_modify_its_input(config):
     before = copy.deepcopy(config)
     validate(config)
     assert config == before
+
+
+def test_unknown_model_backend_is_refused(config):
+    config["model"]["backend"] = "gpt5-vision"
+    message = refused(config)
+    assert "model.backend" in message and "gpt5-vision" in message
+
+
+def test_unknown_knowledge_source_is_refused(config):
+    config["unlearn"]["knowledge"] = ["finetuned", "dreamt"]
+    message = refused(config)
+    assert "unlearn.knowledge" in message and "dreamt" in message
