@@ -75,6 +75,7 @@ def test_summary_markdown_has_a_table_per_knowledge_source(smoke):
     text = (smoke / "results" / "smoke" / "summary.md").read_text()
     assert "## Unlearning finetuned knowledge" in text and "## Unlearning pretrained knowledge" in text
     assert re.search(r"\| GradDiff \| sequential \| 2 \|", text)
+    assert "### One request vs sequential requests (finetuned)" in text
 
 
 # --- evaluation suite: generation, truth ratio / forget quality vs gold models, MIA, report ----

@@ -217,6 +217,44 @@ def final_tables(table: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, pd.DataFr
     return tables
 
 
+# Third table: the same forget set unlearned in one request vs in K (PULSE question 2).
+# (split, metric, header, which of: values of both schedules, their difference)
+GAP_COLUMNS = [("forget", "mcq_acc", "forget", "values"), ("retain", "mcq_acc", "retain", "both"),
+               ("other", "mcq_acc", "other", "delta"), ("utility", "mcq_acc", "utility", "delta"),
+               ("all", "model_utility", "model utility", "both")]
+GAP_INTRO = ("The same forget set unlearned in one request (`oneshot`) and in K requests one after "
+             "another: MCQ accuracy (and model utility) at the final step of each schedule; Δ = "
+             "sequential − one-shot, so Δ < 0 means the sequential requests cost more of what should "
+             "stay.")
+
+
+def schedule_gaps(table: pd.DataFrame, one: str = "oneshot") -> dict[str, pd.DataFrame]:
+    """Per knowledge source, per method and multi-request schedule: final values of ``GAP_COLUMNS``
+    under ``one`` and under that schedule, and their difference."""
+    tables = {}
+    curves = table[~table.method.isin(REFERENCE_METHODS) & (table.modality == "all")]
+    last = curves.groupby(["knowledge", "method", "schedule"]).step.transform("max")
+    finals = curves[curves.step == last].set_index(["knowledge", "method", "schedule", "split", "metric"]).value
+    for knowledge, part in curves.groupby("knowledge", sort=False):
+        rows = []
+        for method in dict.fromkeys(part.method):
+            for schedule in dict.fromkeys(part[part.method == method].schedule):
+                if schedule == one or (knowledge, method, one) not in finals.index.droplevel([3, 4]):
+                    continue
+                row = {"method": method, "schedule": schedule}
+                for split, metric, header, shown in GAP_COLUMNS:
+                    single = finals.get((knowledge, method, one, split, metric), float("nan"))
+                    multi = finals.get((knowledge, method, schedule, split, metric), float("nan"))
+                    if shown in ("values", "both"):
+                        row.update({f"{header} 1-shot": single, f"{header} seq": multi})
+                    if shown in ("delta", "both"):
+                        row[f"Δ {header}"] = multi - single
+                rows.append(row)
+        if rows:
+            tables[knowledge] = pd.DataFrame(rows)
+    return tables
+
+
 def _cell(value, digits=2) -> str:
     if isinstance(value, str):
         return value
@@ -233,6 +271,9 @@ def _format(frame: pd.DataFrame) -> pd.DataFrame:
     """Cells as text: 2 decimals, forget quality (a p-value) with 3 or in scientific notation."""
     out = frame.astype(object).copy()
     for column in frame.columns:
+        if column.startswith("Δ"):  # a difference: signed, fixed point
+            out[column] = ["–" if pd.isna(v) else f"{v:+.2f}" for v in frame[column]]
+            continue
         digits = 3 if column.startswith(("forget quality", "FQ")) else 2
         out[column] = [_cell(v, digits) for v in frame[column]]
     return out
@@ -258,11 +299,15 @@ def markdown(table: pd.DataFrame, seeds: int = 1) -> str:
     """Per knowledge source: rows method x schedule at the final step, step 0 as reference."""
     spread = f"Mean over {seeds} seeds; std and 95% intervals in summary_stats.csv. " if seeds > 1 else ""
     lines = ["# PULSE summary", "", spread + INTRO, ""]
+    gaps = schedule_gaps(table)
     for knowledge, (first, second) in final_tables(table).items():
         lines += [f"## Unlearning {knowledge} knowledge", ""] + _markdown_table(first) + [""]
         if second is not None:
             lines += [f"### Forgetting and utility ({knowledge})", "", FORGETTING_INTRO, ""]
             lines += _markdown_table(second) + [""]
+        if knowledge in gaps:
+            lines += [f"### One request vs sequential requests ({knowledge})", "", GAP_INTRO, ""]
+            lines += _markdown_table(gaps[knowledge]) + [""]
     return "\n".join(lines)
 
 
@@ -273,11 +318,15 @@ def html(table: pd.DataFrame) -> str:
              "td:first-child,td:nth-child(2){text-align:left}")
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>PULSE summary</title><style>{style}</style>"
              "</head><body><h1>PULSE summary</h1>", f"<p>{INTRO}</p>"]
+    gaps = schedule_gaps(table)
     for knowledge, (first, second) in final_tables(table).items():
         parts += [f"<h2>Unlearning {knowledge} knowledge</h2>", _format(first).to_html(index=False, escape=True)]
         if second is not None:
             parts += [f"<h3>Forgetting and utility ({knowledge})</h3>", f"<p>{FORGETTING_INTRO}</p>",
                       _format(second).to_html(index=False, escape=True)]
+        if knowledge in gaps:
+            parts += [f"<h3>One request vs sequential requests ({knowledge})</h3>", f"<p>{GAP_INTRO}</p>",
+                      _format(gaps[knowledge]).to_html(index=False, escape=True)]
     return "\n".join(parts + ["</body></html>"]) + "\n"
 
 
