@@ -27,7 +27,12 @@ def _log(message: str) -> None:
     print(message, flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, delegate: bool = True) -> int:
+    if delegate:  # a warm worker of `pulse workflow` runs the stage, if there is one (pulse/worker.py)
+        from pulse.worker import delegate as to_worker
+        code = to_worker(sys.argv[1:] if argv is None else list(argv))
+        if code is not None:
+            return code
     from pulse.config import ConfigError
     from pulse.data.records import DataError
     try:

@@ -65,6 +65,17 @@ def runtime() -> dict:
     return info
 
 
+def resources() -> dict:
+    """CPU time and peak resident memory of this process so far (the stage's own figures, also
+    when a warm worker runs it and Snakemake's benchmark file only sees the thin client)."""
+    import os
+    import resource
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+            "max_rss_mb": round(usage.ru_maxrss / 1024, 1),  # ru_maxrss is in KiB on Linux
+            "pid": os.getpid(), "warm_worker": os.environ.get("PULSE_WARM_CHILD") == "1"}
+
+
 class Recorder:
     """Collects a stage's provenance; ``write`` puts it beside the output."""
 
@@ -79,6 +90,6 @@ class Recorder:
         target = output / "provenance.json" if output.is_dir() else output.with_name(output.name + ".provenance.json")
         self.record.update({"ended": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                             "seconds": round(time.perf_counter() - self._start, 3),
-                            "versions": versions(), "runtime": runtime()})
+                            "resources": resources(), "versions": versions(), "runtime": runtime()})
         write_json(target, self.record)
         return target
