@@ -40,9 +40,28 @@ def evaluate(env, cwd, base, data, out, *extra):
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
+def worker_pid(socket_path: str) -> int:
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and socket_path.encode() in (entry / "cmdline").read_bytes():
+                return int(entry.name)
+        except OSError:  # a process that ended while we looked
+            continue
+    raise AssertionError(f"no worker process serves {socket_path}")
+
+
 def children_of(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def alive(pid: int) -> bool:
+    try:
+        return b"zombie" not in Path(f"/proc/{pid}/status").read_bytes().lower()
+    except OSError:
+        return False
 
 
 def test_a_stage_run_by_the_worker_equals_a_fresh_process(worker_env, base_dir, data_dir, tmp_path):
@@ -77,8 +96,7 @@ def test_cancelling_the_job_kills_its_stage(worker_env, data_dir, tmp_path):
                         "trust_remote_code": False},
               "seed": 0, "select": None,
               "train": {"batch_size": 8, "lr": 1e-3, "steps": 100000, "warmup": 1, "weight_decay": 0.0}}
-    worker = next(int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
-                  and worker_env[ENV].encode() in (p / "cmdline").read_bytes())
+    worker = worker_pid(worker_env[ENV])
     before = set(children_of(worker))
     client = subprocess.Popen([PULSE, "base", "--params", json.dumps(params), "--data", str(data_dir),
                                "--out", str(tmp_path / "base"), "--threads", "1"], env=worker_env,
@@ -94,8 +112,7 @@ def test_cancelling_the_job_kills_its_stage(worker_env, data_dir, tmp_path):
     client.wait(timeout=60)
     assert client.returncode != 0
     deadline = time.monotonic() + 30
-    while stage in children_of(worker) or Path(f"/proc/{stage}").exists() and b"zombie" not in \
-            Path(f"/proc/{stage}/status").read_bytes().lower():
+    while stage in children_of(worker) or alive(stage):
         assert time.monotonic() < deadline, "the cancelled job's stage kept running"
         time.sleep(0.1)
     assert not (tmp_path / "base" / "model.safetensors").exists()
