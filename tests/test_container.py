@@ -102,7 +102,7 @@ def test_image_runs_as_a_non_root_user(podman, image):
                            "{{.Config.User}}|{{json .Config.Entrypoint}}|{{.Config.WorkingDir}}|{{json .Config.Env}}", image)
     user, entrypoint, workdir, env = config.strip().split("|", 3)
     assert user and not user.startswith("0") and user != "root"
-    assert entrypoint.startswith('["snakemake"') and workdir == "/opt/pulse"
+    assert entrypoint.startswith('["pulse","workflow"') and workdir == "/opt/pulse"
     assert "NVIDIA_VISIBLE_DEVICES=all" in env and "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in env
 
 
