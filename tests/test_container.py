@@ -153,3 +153,12 @@ def test_runs_inside_the_image_record_the_commit_it_was_built_from(inside):
                             text=True).stdout.strip()
     record = json.loads((inside / "smoke" / "base" / "provenance.json").read_text())
     assert record["git_commit"] == commit, {k: record.get(k) for k in ("git_commit", "git_dirty")}
+
+
+def test_the_image_entrypoint_runs_stages_in_the_warm_worker(inside):
+    """The entrypoint is `pulse workflow`: the model stages ran in its warm worker (and gave the
+    outside run's numbers, test above)."""
+    import json
+    records = [json.loads(p.read_text()) for p in sorted((inside / "smoke").glob("**/*provenance.json"))]
+    stages = {r["stage"]: r["resources"]["warm_worker"] for r in records if r["stage"] in ("base", "evaluate")}
+    assert stages == {"base": True, "evaluate": True}
