@@ -160,5 +160,6 @@ def test_the_image_entrypoint_runs_stages_in_the_warm_worker(inside):
     outside run's numbers, test above)."""
     import json
     records = [json.loads(p.read_text()) for p in sorted((inside / "smoke").glob("**/*provenance.json"))]
-    stages = {r["stage"]: r["resources"]["warm_worker"] for r in records if r["stage"] in ("base", "evaluate")}
-    assert stages == {"base": True, "evaluate": True}
+    model_stages = [r for r in records if r["stage"] in ("base", "finetune", "unlearn", "evaluate")]
+    assert {r["stage"] for r in model_stages} == {"base", "finetune", "unlearn", "evaluate"}
+    assert all(r["resources"]["warm_worker"] for r in model_stages)
