@@ -245,6 +245,9 @@ def test_lumoe_cached_scoring_and_generation_route_like_forward(lumoe_checkpoint
     base, step, forgotten = lumoe_checkpoint
     start, processor = load_chain(base, [])
     routed, _ = load_chain(base, [step])
+    # A routed model never runs shared image prefixes (its expert depends on the whole prompt);
+    # the starting model takes the same path here, so that equal means bit-for-bit equal.
+    start.routes_whole_prompts = True
     encoder = Encoder(processor, PROMPTS["tiny"])
     retain = [q for q in train_qas(data_dir, "fictitious", set(splits(data_dir)["finetuned"]["retain"]))][:6]
     forget = [q for q in train_qas(data_dir, "fictitious", {forgotten})][:6]

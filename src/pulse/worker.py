@@ -53,6 +53,13 @@ def preload() -> None:
                    "pulse.methods", "pulse.stages.base", "pulse.stages.finetune", "pulse.stages.gold",
                    "pulse.stages.unlearn", "pulse.stages.evaluate", "rouge_score.rouge_scorer"):
         importlib.import_module(module)
+    # transformers builds its table of checkpoint renamings (~1,000 regular expressions, ~0.35 s)
+    # at the first model load of a process; build it here once, so that no child pays it.
+    try:
+        from transformers.conversion_mapping import get_checkpoint_conversion_mapping
+        get_checkpoint_conversion_mapping("llava")
+    except (ImportError, AttributeError):  # another transformers version: nothing to warm
+        pass
 
 
 def _run_child(connection: socket.socket) -> None:

@@ -13,17 +13,8 @@ from functools import lru_cache
 
 import torch
 
+from pulse.metrics.prefix import left_padded
 from pulse.models.encoding import Encoder, image_inputs
-
-
-def left_padded(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, sequence in enumerate(sequences):
-        ids[row, width - len(sequence):] = torch.tensor(sequence)
-        mask[row, width - len(sequence):] = 1
-    return ids, mask
 
 
 @torch.no_grad()

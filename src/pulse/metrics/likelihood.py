@@ -10,9 +10,11 @@ Min-K%++) of the training answers. Sequences are sorted by length so that batche
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 
+from pulse.metrics.prefix import PromptBatch, group_by_image, left_padded, right_padded, run_groups
 from pulse.models.encoding import Encoded, Encoder, collate
 
 
@@ -44,24 +46,15 @@ def token_statistics(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch
     return chosen, (chosen - mu) / sigma
 
 
-def _left_padded(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, sequence in enumerate(sequences):
-        ids[row, width - len(sequence):] = torch.tensor(sequence)
-        mask[row, width - len(sequence):] = 1
-    return ids, mask
-
-
 @torch.no_grad()
 def score_continuations(model, encoder: Encoder, requests: list[tuple[str, object, list[int]]],
                         batch_size: int = 64) -> list[Continuation]:
     """Scores of each (question, image or None, continuation ids) in ``requests``, in order.
 
     Requests that share a prompt (a question with its paraphrased and perturbed answers) share one
-    forward pass of that prompt: the prompts of a batch run once, left-padded, with the key/value
-    cache kept; each continuation then runs on a copy of its prompt's cache. The first continuation
+    forward pass of that prompt: the prompts of a batch run once (left-padded, or on their image's
+    shared prefix), with the key/value cache kept; each continuation then runs on a copy of its
+    prompt's cache. The first continuation
     token is scored from the prompt's last logits, so one-token continuations need no second pass.
     About ``batch_size`` continuations go through per batch.
     """
@@ -80,40 +73,21 @@ def score_continuations(model, encoder: Encoder, requests: list[tuple[str, objec
             prompt_of[key] = len(prompts)
             prompts.append((question, image))
         continuations.setdefault(prompt_of[key], []).append(n)
-    prompt_ids = [encoder.prompt_ids(q, image) for q, image in prompts]
-    order = sorted(range(len(prompts)), key=lambda p: len(prompt_ids[p]))
-    chunks, current, size = [], [], 0
-    for p in order:
-        current.append(p)
-        size += len(continuations[p])
-        if size >= batch_size:
-            chunks.append(current)
-            current, size = [], 0
-    if current:
-        chunks.append(current)
-
+    pairs = [(encoder.prompt_ids(q, image), image) for q, image in prompts]
     results: list[Continuation | None] = [None] * len(requests)
-    for chunk in chunks:
-        ids, mask = _left_padded([prompt_ids[p] for p in chunk], pad)
-        inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
-        images = [encoder.pixels(prompts[p][1]) for p in chunk if prompts[p][1] is not None]
-        if images:
-            inputs["pixel_values"] = torch.stack(images).to(parameter.dtype)
-        inputs = {k: v.to(parameter.device) for k, v in inputs.items()}
-        output = model(**inputs, use_cache=True)
-        last = output.logits[:, -1]
-        rows = [(row, n) for row, p in enumerate(chunk) for n in continuations[p]]
+    for batch in _prompt_batches(model, encoder, pairs, batch_size, weight=lambda p: len(continuations[p])):
+        rows = [(row, n) for row, p in enumerate(batch.members) for n in continuations[p]]
         index = torch.tensor([row for row, _ in rows], device=parameter.device)
-        targets, target_mask = _right_padded([requests[n][2] for _, n in rows], pad)
+        targets, target_mask = right_padded([requests[n][2] for _, n in rows], pad)
         targets, target_mask = targets.to(parameter.device), target_mask.to(parameter.device)
-        logits = last.index_select(0, index).unsqueeze(1)
+        logits = batch.last_logits.index_select(0, index).unsqueeze(1)
         if targets.shape[1] > 1:  # tokens 2.. are predicted from the cached prompt + earlier tokens
-            cache = output.past_key_values
+            cache = batch.cache
             cache.reorder_cache(index)
             feed = targets[:, :-1]
-            attention = torch.cat([inputs["attention_mask"].index_select(0, index), target_mask[:, :-1]], dim=1)
-            positions = inputs["attention_mask"].sum(-1).index_select(0, index).unsqueeze(1) + torch.arange(
-                feed.shape[1], device=parameter.device)
+            past = batch.attention_mask.index_select(0, index)
+            attention = torch.cat([past, target_mask[:, :-1]], dim=1)
+            positions = past.sum(-1, keepdim=True) + torch.arange(feed.shape[1], device=parameter.device)
             rest = model(input_ids=feed, attention_mask=attention, position_ids=positions, past_key_values=cache,
                          use_cache=True).logits
             logits = torch.cat([logits, rest], dim=1)
@@ -125,14 +99,33 @@ def score_continuations(model, encoder: Encoder, requests: list[tuple[str, objec
     return results
 
 
-def _right_padded(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, sequence in enumerate(sequences):
-        ids[row, :len(sequence)] = torch.tensor(sequence)
-        mask[row, :len(sequence)] = 1
-    return ids, mask
+def _prompt_batches(model, encoder: Encoder, prompts: list[tuple[list[int], object]], batch_size: int,
+                    weight) -> Iterator[PromptBatch]:
+    """Every prompt run once with its cache kept: questions about one image on their image's
+    shared prefix (prefix.py), the others left-padded, similar lengths together; about
+    ``batch_size`` continuations (``weight``) per batch."""
+    parameter = next(model.parameters())
+    groups, plain = group_by_image(model, encoder, prompts)
+    yield from run_groups(model, encoder, prompts, groups, batch_size, weight)
+    plain.sort(key=lambda p: len(prompts[p][0]))
+    chunks, current, size = [], [], 0
+    for p in plain:
+        current.append(p)
+        size += weight(p)
+        if size >= batch_size:
+            chunks.append(current)
+            current, size = [], 0
+    if current:
+        chunks.append(current)
+    for chunk in chunks:
+        ids, mask = left_padded([prompts[p][0] for p in chunk], encoder.tokenizer.pad_token_id)
+        inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
+        images = [encoder.pixels(prompts[p][1]) for p in chunk if prompts[p][1] is not None]
+        if images:
+            inputs["pixel_values"] = torch.stack(images).to(parameter.dtype)
+        inputs = {k: v.to(parameter.device) for k, v in inputs.items()}
+        output = model(**inputs, use_cache=True)
+        yield PromptBatch(chunk, output.logits[:, -1], output.past_key_values, inputs["attention_mask"])
 
 
 @torch.no_grad()

@@ -132,6 +132,7 @@ class RoutedExperts(torch.nn.Module):
     """
 
     BASE = "__base__"
+    routes_whole_prompts = True  # a prompt's expert depends on all of it: no shared-prefix passes
 
     def __init__(self, model, expert_dirs: list[str | Path]):
         super().__init__()
