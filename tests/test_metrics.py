@@ -252,3 +252,118 @@ def test_batched_option_scores_equal_one_forward_pass_per_option(tiny, encoder, 
     requests = [(q.question, q.image, encoder.continuation_ids(o)) for q in mcqs for o in q.options]
     plain = [sum(c.logprobs) for c in score_full(model, encoder, requests, batch_size=64)]
     np.testing.assert_allclose([s for scores in batched for s in scores], plain, atol=1e-4)
+
+
+# --- shared image prefixes ---------------------------------------------------------------------
+
+class _TokenCounter:
+    """Counts the tokens a model's forward passes process (padding included)."""
+
+    def __init__(self, model):
+        self.tokens = 0
+        self.handle = model.register_forward_pre_hook(self, with_kwargs=True)
+
+    def __call__(self, _module, _args, kwargs):
+        self.tokens += kwargs["input_ids"].numel()
+
+    def close(self):
+        self.handle.remove()
+
+
+def test_questions_about_one_image_run_its_prefix_once(tiny, encoder, data_dir):
+    """MCQs about one image share the prompt's image part: it runs once per image, the scores
+    equal one plain pass per option, and fewer tokens go through the model than plain passes use."""
+    from pulse.data.records import load_examples
+    from pulse.metrics.likelihood import score_full
+    from pulse.metrics.mcq import score_options
+    from pulse.metrics.prefix import group_by_image
+    model, _ = tiny
+    mcqs = load_examples(data_dir / "world_train.parquet")[1] + load_examples(data_dir / "holdout_test.parquet")[1]
+    prompts = [(encoder.prompt_ids(q.question, q.image), q.image) for q in mcqs]
+    groups, plain = group_by_image(model, encoder, prompts)
+    image_token = model.config.image_token_id
+    assert groups and all(len(g.members) >= 2 for g in groups)
+    assert {n for g in groups for n in g.members} == {n for n, q in enumerate(mcqs) if q.image is not None}
+    assert plain == [n for n, q in enumerate(mcqs) if q.image is None]
+    for group in groups:
+        assert len({id(mcqs[n].image) for n in group.members}) == 1
+        first = prompts[group.members[0]][0]
+        assert all(prompts[n][0][:group.prefix_length] == first[:group.prefix_length] for n in group.members)
+        assert image_token in first[:group.prefix_length]
+        assert all(image_token not in prompts[n][0][group.prefix_length:] for n in group.members)
+
+    counter = _TokenCounter(model)
+    try:
+        shared = score_options(model, encoder, mcqs, batch_size=16)
+    finally:
+        counter.close()
+    assert counter.tokens < 0.8 * sum(len(ids) for ids, _ in prompts)
+    requests = [(q.question, q.image, encoder.continuation_ids(o)) for q in mcqs for o in q.options]
+    plain_scores = [sum(c.logprobs) for c in score_full(model, encoder, requests, batch_size=64)]
+    np.testing.assert_allclose([s for scores in shared for s in scores], plain_scores, atol=1e-4)
+
+
+def test_shared_prefixes_only_where_they_are_exact(tiny, encoder, data_dir, monkeypatch):
+    """An image asked about once, a model that picks weights from the whole prompt, and
+    sliding-window attention all run plainly."""
+    from pulse.data.records import load_examples
+    from pulse.metrics.prefix import group_by_image, shares_prefixes
+    model, _ = tiny
+    mcqs = [q for q in load_examples(data_dir / "world_train.parquet")[1] if q.image is not None]
+    once = [q for q in mcqs if q.image is mcqs[0].image][:1] + [q for q in mcqs if q.image is not mcqs[0].image][:1]
+    groups, plain = group_by_image(model, encoder, [(encoder.prompt_ids(q.question, q.image), q.image) for q in once])
+    assert groups == [] and plain == [0, 1]
+    assert shares_prefixes(model, encoder)
+    monkeypatch.setattr(model.config.get_text_config(), "sliding_window", 8, raising=False)
+    assert not shares_prefixes(model, encoder)
+    monkeypatch.undo()
+    monkeypatch.setattr(model, "routes_whole_prompts", True, raising=False)
+    assert not shares_prefixes(model, encoder)
+    groups, plain = group_by_image(model, encoder, [(encoder.prompt_ids(q.question, q.image), q.image) for q in mcqs])
+    assert groups == [] and plain == list(range(len(mcqs)))
+
+
+def test_cached_continuations_on_shared_prefixes_equal_plain_passes(tiny, encoder, data_dir):
+    """Truth-ratio/MIA scoring: the open questions about one image run its prefix once, then the
+    question, then each answer on the cache; equal to one plain pass per answer."""
+    from pulse.data.records import load_examples
+    from pulse.metrics.likelihood import answer_ids, score_continuations, score_full
+    from pulse.metrics.prefix import group_by_image
+    model, _ = tiny
+    qas = load_examples(data_dir / "fictitious_train.parquet")[0][:24]
+    requests = [(qa.question, qa.image, answer_ids(encoder, text)) for qa in qas
+                for text in (qa.answer, qa.paraphrase, *qa.perturbed)]
+    groups, _ = group_by_image(model, encoder, [(encoder.prompt_ids(qa.question, qa.image), qa.image) for qa in qas])
+    assert groups
+    counter = _TokenCounter(model)
+    try:
+        cached = score_continuations(model, encoder, requests, batch_size=10)
+    finally:
+        counter.close()
+    plain = score_full(model, encoder, requests, batch_size=64)
+    assert counter.tokens < sum(len(encoder.prompt_ids(q, image)) + len(ids) for q, image, ids in requests) / 2
+    for a, b in zip(cached, plain):
+        np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-4)
+        np.testing.assert_allclose(a.standardised, b.standardised, atol=1e-3)
+
+
+def test_generation_on_shared_prefixes_equals_plain_generation(tiny, encoder, data_dir, monkeypatch):
+    """Greedy answers continuing an image's shared prefix are the answers of plain batched
+    generation, from fewer tokens through the model."""
+    from pulse.data.records import load_examples
+    from pulse.metrics.generation import greedy_answers
+    from pulse.metrics.prefix import group_by_image
+    model, _ = tiny
+    qas = load_examples(data_dir / "fictitious_train.parquet")[0][:24]
+    questions = [(qa.question, qa.image) for qa in qas]
+    assert group_by_image(model, encoder, [(encoder.prompt_ids(q, image), image) for q, image in questions])[0]
+    counter = _TokenCounter(model)
+    try:
+        shared = greedy_answers(model, encoder, questions, batch_size=8, max_new_tokens=4)
+        shared_tokens = counter.tokens
+        monkeypatch.setattr(model, "routes_whole_prompts", True, raising=False)  # switches sharing off
+        plain = greedy_answers(model, encoder, questions, batch_size=8, max_new_tokens=4)
+    finally:
+        counter.close()
+    assert shared == plain
+    assert shared_tokens < counter.tokens - shared_tokens

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -192,6 +193,31 @@ def test_image_token_count_matches_the_processor_and_model(backend, checkpoints,
     items.append(encoder.encode("Who is this ?", qas[0].answer, None))
     with torch.no_grad():  # the model accepts the batch: image features and image tokens agree
         assert torch.isfinite(model(**collate(items, processor.tokenizer.pad_token_id)).loss)
+
+
+@pytest.mark.parametrize("backend", ["llava", "qwen2_vl"])
+def test_shared_image_prefixes_on_the_real_classes(backend, checkpoints, mllmu_data, tmp_path):
+    """LLaVA-1.5's prompts ("USER: <image>x576...") share their image part across the questions
+    about one image, and scoring on it equals plain passes; Qwen2-VL (multimodal rotary
+    positions) never shares and scores plainly."""
+    from pulse.metrics.generation import greedy_answers
+    from pulse.metrics.likelihood import score_full
+    from pulse.metrics.mcq import score_options
+    from pulse.metrics.prefix import group_by_image
+    from pulse.models.chain import load_base
+    from pulse.models.encoding import PROMPTS, Encoder
+    model, processor = load_base(recorded(checkpoints[backend], backend, tmp_path / "base"))
+    encoder = Encoder(processor, PROMPTS[backend])
+    _, mcqs = load_examples(mllmu_data / "fictitious_train.parquet")
+    groups, _ = group_by_image(model, encoder, [(encoder.prompt_ids(q.question, q.image), q.image) for q in mcqs])
+    assert bool(groups) == (backend == "llava")
+    scores = score_options(model, encoder, mcqs, batch_size=4)
+    requests = [(q.question, q.image, encoder.continuation_ids(o)) for q in mcqs for o in q.options]
+    plain = [sum(c.logprobs) for c in score_full(model, encoder, requests, batch_size=64)]
+    assert np.allclose([s for row in scores for s in row], plain, atol=1e-4)
+    questions = [(q.question, q.image) for q in mcqs]
+    batched = greedy_answers(model, encoder, questions, batch_size=4, max_new_tokens=3)
+    assert batched == [greedy_answers(model, encoder, [q], batch_size=1, max_new_tokens=3)[0] for q in questions]
 
 
 @pytest.mark.parametrize("backend", ["llava", "qwen2_vl"])

@@ -133,37 +133,57 @@ def _chunks(items: list, weight, budget: int) -> Iterator[list]:
         yield chunk
 
 
+@dataclass
+class SharedBatch:
+    """Prompts of one batch on their prefixes' cache: ``members`` (the caller's prompt indices),
+    each row's prefix ids and mask (left-padded), a cache of those prefixes that this batch owns,
+    and each prompt's remaining ids."""
+    members: list[int]
+    prefix_ids: torch.Tensor
+    prefix_mask: torch.Tensor
+    cache: object
+    suffixes: list[list[int]]
+
+
 @torch.no_grad()
-def run_groups(model, encoder: Encoder, prompts: list[tuple[list[int], object]], groups: list[Group],
-               batch_size: int, weight=lambda n: 1) -> Iterator[PromptBatch]:
-    """Run the groups' prompts: each window's distinct prefixes in one pass (left-padded, with
-    their images), then the questions' remaining tokens on copies of their prefix's cache, about
-    ``batch_size`` weight per pass (``weight(n)``: e.g. the continuations prompt n will need)."""
+def shared_batches(model, encoder: Encoder, prompts: list[tuple[list[int], object]], groups: list[Group],
+                   batch_size: int, weight=lambda n: 1) -> Iterator[SharedBatch]:
+    """Each window of groups runs its distinct prefixes in one pass (left-padded, with their
+    images); its prompts then come in batches of about ``batch_size`` weight (``weight(n)``: e.g.
+    the continuations prompt n will need), similar remaining lengths together."""
     parameter = next(model.parameters())
-    pad = encoder.tokenizer.pad_token_id
     suffix_length = lambda n, g: len(prompts[n][0]) - g.prefix_length  # noqa: E731
     ordered = sorted(groups, key=lambda g: (g.prefix_length, max(suffix_length(n, g) for n in g.members)))
     for window in _chunks(ordered, lambda g: sum(weight(n) for n in g.members), batch_size):
         prefixes = [prompts[g.members[0]][0][:g.prefix_length] for g in window]
-        ids, mask = left_padded(prefixes, pad)
+        ids, mask = left_padded(prefixes, encoder.tokenizer.pad_token_id)
         inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
         inputs.update(image_inputs([encoder.pixels(prompts[g.members[0]][1]) for g in window], ids))
         inputs = {k: v.to(parameter.device) for k, v in inputs.items()}
         inputs["pixel_values"] = inputs["pixel_values"].to(parameter.dtype)
-        prefix_cache = model(**inputs, use_cache=True).past_key_values
-        prefix_mask = inputs["attention_mask"]
+        cache = model(**inputs, use_cache=True).past_key_values
 
         rows = [(slot, n) for slot, g in enumerate(window) for n in g.members]
         rows.sort(key=lambda row: suffix_length(row[1], window[row[0]]))
         for chosen in _chunks(rows, lambda row: weight(row[1]), batch_size):
             slots = torch.tensor([slot for slot, _ in chosen], device=parameter.device)
-            suffixes = [prompts[n][0][window[slot].prefix_length:] for slot, n in chosen]
-            suffix_ids, suffix_mask = (t.to(parameter.device) for t in right_padded(suffixes, pad))
-            past_mask = prefix_mask.index_select(0, slots)
-            attention = torch.cat([past_mask, suffix_mask], dim=1)
-            positions = past_mask.sum(-1, keepdim=True) + torch.arange(suffix_ids.shape[1], device=parameter.device)
-            output = model(input_ids=suffix_ids, attention_mask=attention, position_ids=positions,
-                           past_key_values=_select_rows(prefix_cache, slots), use_cache=True)
-            last = suffix_mask.sum(-1) - 1
-            last_logits = output.logits[torch.arange(len(chosen), device=parameter.device), last]
-            yield PromptBatch([n for _, n in chosen], last_logits, output.past_key_values, attention)
+            yield SharedBatch([n for _, n in chosen], inputs["input_ids"].index_select(0, slots),
+                              inputs["attention_mask"].index_select(0, slots), _select_rows(cache, slots),
+                              [prompts[n][0][window[slot].prefix_length:] for slot, n in chosen])
+
+
+@torch.no_grad()
+def run_groups(model, encoder: Encoder, prompts: list[tuple[list[int], object]], groups: list[Group],
+               batch_size: int, weight=lambda n: 1) -> Iterator[PromptBatch]:
+    """The groups' prompts run on their shared prefixes (``shared_batches``): the remaining tokens
+    right-padded after the prefix, logits taken at each prompt's own last token."""
+    device = next(model.parameters()).device
+    for batch in shared_batches(model, encoder, prompts, groups, batch_size, weight):
+        suffix_ids, suffix_mask = (t.to(device) for t in right_padded(batch.suffixes, encoder.tokenizer.pad_token_id))
+        attention = torch.cat([batch.prefix_mask, suffix_mask], dim=1)
+        positions = batch.prefix_mask.sum(-1, keepdim=True) + torch.arange(suffix_ids.shape[1], device=device)
+        output = model(input_ids=suffix_ids, attention_mask=attention, position_ids=positions,
+                       past_key_values=batch.cache, use_cache=True)
+        last = suffix_mask.sum(-1) - 1
+        last_logits = output.logits[torch.arange(len(batch.members), device=device), last]
+        yield PromptBatch(batch.members, last_logits, output.past_key_values, attention)
