@@ -1,7 +1,8 @@
 """A warm worker for local runs: stage commands start from already imported libraries.
 
 At the embedded default's scale a job's start-up (Python + torch + transformers + peft imports,
-~3.8 s of a ~14 s evaluation) costs as much as a third of its work, and a run has ~125 jobs.
+~4 s) costs about as much as its work (an evaluation job computes for ~6 s), and a run has ~125
+such jobs.
 ``pulse workflow`` (local runs only) therefore starts one worker process that imports everything
 once, then forks a fresh child per job: the rules still run ``pulse <stage> ...`` as a shell
 command (same logs, same exit codes, same numbers), but that command only hands its arguments,
