@@ -119,8 +119,11 @@ def main(argv=None) -> int:
         greedy_answers(model, encoder, [(lettered_question(q.question, q.options), q.image)], 1, args.max_new_tokens)
 
     processed = [0]  # tokens through the model in the batched pass (padding in, shared image prefixes once)
-    hook = model.register_forward_pre_hook(lambda _m, _a, kw: processed.__setitem__(0, processed[0] + kw["input_ids"].numel()),
-                                           with_kwargs=True)
+
+    def count(_module, _args, kwargs):
+        processed[0] += kwargs["input_ids"].numel()
+
+    hook = model.register_forward_pre_hook(count, with_kwargs=True)
     likelihood, batched_wall, batched_cpu = timed(lambda: choices(score_options(model, encoder, mcqs, args.batch_size)))
     hook.remove()
     n = len(mcqs)

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import torch
 
-from pulse.metrics.prefix import group_by_image, left_padded, shared_batches
+from pulse.metrics.prefix import group_by_image, padded, shared_batches
 from pulse.models.encoding import Encoder, image_inputs
 
 
@@ -41,7 +41,7 @@ def greedy_answers(model, encoder: Encoder, questions: list[tuple[str, object]],
     pairs = [(ids, image) for ids, (_, image) in zip(prompts, questions)]
     groups, plain = group_by_image(model, encoder, pairs)
     for batch in shared_batches(model, encoder, pairs, groups, batch_size):
-        suffix_ids, suffix_mask = (t.to(parameter.device) for t in left_padded(batch.suffixes, tokenizer.pad_token_id))
+        suffix_ids, suffix_mask = (t.to(parameter.device) for t in padded(batch.suffixes, tokenizer.pad_token_id, left=True))
         ids = torch.cat([batch.prefix_ids, suffix_ids], dim=1)
         output = model.generate(input_ids=ids, attention_mask=torch.cat([batch.prefix_mask, suffix_mask], dim=1),
                                 past_key_values=batch.cache, **settings)
@@ -50,7 +50,7 @@ def greedy_answers(model, encoder: Encoder, questions: list[tuple[str, object]],
     plain.sort(key=lambda i: len(prompts[i]))
     for start in range(0, len(plain), batch_size):
         chunk = plain[start:start + batch_size]
-        ids, mask = left_padded([prompts[i] for i in chunk], tokenizer.pad_token_id)
+        ids, mask = padded([prompts[i] for i in chunk], tokenizer.pad_token_id, left=True)
         inputs = {"input_ids": ids.to(parameter.device), "attention_mask": mask.to(parameter.device)}
         images = [encoder.pixels(questions[i][1]) for i in chunk if questions[i][1] is not None]
         inputs.update({k: v.to(parameter.device) for k, v in image_inputs(images, inputs["input_ids"]).items()})

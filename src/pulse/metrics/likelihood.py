@@ -14,7 +14,7 @@ from typing import Iterator
 
 import torch
 
-from pulse.metrics.prefix import PromptBatch, group_by_image, left_padded, right_padded, run_groups
+from pulse.metrics.prefix import PromptBatch, chunks, group_by_image, padded, run_groups
 from pulse.models.encoding import Encoded, Encoder, collate
 
 
@@ -78,7 +78,7 @@ def score_continuations(model, encoder: Encoder, requests: list[tuple[str, objec
     for batch in _prompt_batches(model, encoder, pairs, batch_size, weight=lambda p: len(continuations[p])):
         rows = [(row, n) for row, p in enumerate(batch.members) for n in continuations[p]]
         index = torch.tensor([row for row, _ in rows], device=parameter.device)
-        targets, target_mask = right_padded([requests[n][2] for _, n in rows], pad)
+        targets, target_mask = padded([requests[n][2] for _, n in rows], pad)
         targets, target_mask = targets.to(parameter.device), target_mask.to(parameter.device)
         logits = batch.last_logits.index_select(0, index).unsqueeze(1)
         if targets.shape[1] > 1:  # tokens 2.. are predicted from the cached prompt + earlier tokens
@@ -108,17 +108,8 @@ def _prompt_batches(model, encoder: Encoder, prompts: list[tuple[list[int], obje
     groups, plain = group_by_image(model, encoder, prompts)
     yield from run_groups(model, encoder, prompts, groups, batch_size, weight)
     plain.sort(key=lambda p: len(prompts[p][0]))
-    chunks, current, size = [], [], 0
-    for p in plain:
-        current.append(p)
-        size += weight(p)
-        if size >= batch_size:
-            chunks.append(current)
-            current, size = [], 0
-    if current:
-        chunks.append(current)
-    for chunk in chunks:
-        ids, mask = left_padded([prompts[p][0] for p in chunk], encoder.tokenizer.pad_token_id)
+    for chunk in chunks(plain, weight, batch_size):
+        ids, mask = padded([prompts[p][0] for p in chunk], encoder.tokenizer.pad_token_id, left=True)
         inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
         images = [encoder.pixels(prompts[p][1]) for p in chunk if prompts[p][1] is not None]
         if images:

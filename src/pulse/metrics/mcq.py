@@ -54,19 +54,15 @@ def score_options(model, encoder: Encoder, mcqs, batch_size: int = 64) -> list[l
             ids = torch.tensor([o[0] for o in options[single[n]]], device=logprobs.device)
             scores[single[n]] = logprobs[row, ids].tolist()
 
-    rest = [single[n] for n in plain]
-    prompts = {}
-    for i in rest:
-        prompt = encoder.encode(mcqs[i].question, "", mcqs[i].image)
-        prompt.input_ids = prompt.input_ids[:prompt.answer_start]  # prompt only: no (empty) answer, no EOS
-        prompts[i] = prompt
-    rest.sort(key=lambda i: len(prompts[i].input_ids))
-    for chunk in _batches(rest, batch_size):
-        logprobs, batch = _forward(model, encoder, [prompts[i] for i in chunk])
+    plain.sort(key=lambda n: len(pairs[n][0]))
+    for chunk in _batches(plain, batch_size):
+        prompts = [Encoded(pairs[n][0], len(pairs[n][0]), None if pairs[n][1] is None else encoder.pixels(pairs[n][1]))
+                   for n in chunk]  # prompt only: no (empty) answer, no EOS
+        logprobs, batch = _forward(model, encoder, prompts)
         last = batch["attention_mask"].sum(dim=1) - 1
-        for row, i in enumerate(chunk):
-            ids = torch.tensor([o[0] for o in options[i]], device=logprobs.device)
-            scores[i] = logprobs[row, last[row], ids].tolist()
+        for row, n in enumerate(chunk):
+            ids = torch.tensor([o[0] for o in options[single[n]]], device=logprobs.device)
+            scores[single[n]] = logprobs[row, last[row], ids].tolist()
 
     # Longer options: one sequence per (question, option), similar lengths batched together.
     flat = [(i, k, encoder.prompt_ids(mcqs[i].question, mcqs[i].image), ids)

@@ -15,6 +15,7 @@ prompt (``RoutedExperts``); those prompts, text-only prompts and images asked on
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -49,29 +50,10 @@ def shares_prefixes(model, encoder: Encoder) -> bool:
     return getattr(text, "sliding_window", None) is None and "sliding_attention" not in layer_types
 
 
-def _image_token_id(model) -> int | None:
-    config = model.config
-    for name in ("image_token_id", "image_token_index"):
-        if isinstance(getattr(config, name, None), int):
-            return getattr(config, name)
-    return None
-
-
-def _common_length(sequences: list[list[int]]) -> int:
-    first = sequences[0]
-    length = min(len(s) for s in sequences)
-    for sequence in sequences[1:]:
-        n = 0
-        while n < length and sequence[n] == first[n]:
-            n += 1
-        length = n
-    return length
-
-
 def group_by_image(model, encoder: Encoder, prompts: list[tuple[list[int], object]]) -> tuple[list[Group], list[int]]:
     """Split prompts (ids, image or None) into groups that share an image and a prefix covering
     all its image tokens, and the rest (text-only, an image asked once, nothing to share)."""
-    image_token = _image_token_id(model)
+    image_token = getattr(encoder.processor, "image_token_id", None)
     if image_token is None or not shares_prefixes(model, encoder):
         return [], list(range(len(prompts)))
     by_image: dict[int, list[int]] = {}
@@ -85,7 +67,7 @@ def group_by_image(model, encoder: Encoder, prompts: list[tuple[list[int], objec
     for members in by_image.values():
         sequences = [prompts[n][0] for n in members]
         # At least one token of each prompt stays outside the prefix: its logits are the output.
-        length = min(_common_length(sequences), min(len(s) for s in sequences) - 1)
+        length = min(len(os.path.commonprefix(sequences)), min(len(s) for s in sequences) - 1)
         image_positions = [i for i, token in enumerate(sequences[0]) if token == image_token]
         if len(members) < 2 or not image_positions or length <= image_positions[-1]:
             plain += members
@@ -94,23 +76,15 @@ def group_by_image(model, encoder: Encoder, prompts: list[tuple[list[int], objec
     return groups, sorted(plain)
 
 
-def left_padded(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def padded(sequences: list[list[int]], pad_id: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ids and attention mask of ``sequences`` padded to one width, on the left or the right."""
     width = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for row, sequence in enumerate(sequences):
-        ids[row, width - len(sequence):] = torch.tensor(sequence)
-        mask[row, width - len(sequence):] = 1
-    return ids, mask
-
-
-def right_padded(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, sequence in enumerate(sequences):
-        ids[row, :len(sequence)] = torch.tensor(sequence)
-        mask[row, :len(sequence)] = 1
+        columns = slice(width - len(sequence), width) if left else slice(0, len(sequence))
+        ids[row, columns] = torch.tensor(sequence, dtype=torch.long)
+        mask[row, columns] = 1
     return ids, mask
 
 
@@ -120,7 +94,7 @@ def _select_rows(cache, rows: torch.Tensor):
     return DynamicCache([(keys.index_select(0, rows), values.index_select(0, rows)) for keys, values, *_ in cache])
 
 
-def _chunks(items: list, weight, budget: int) -> Iterator[list]:
+def chunks(items: list, weight, budget: int) -> Iterator[list]:
     """Consecutive items, about ``budget`` weight per chunk (an item heavier than that alone)."""
     chunk, size = [], 0
     for item in items:
@@ -154,9 +128,9 @@ def shared_batches(model, encoder: Encoder, prompts: list[tuple[list[int], objec
     parameter = next(model.parameters())
     suffix_length = lambda n, g: len(prompts[n][0]) - g.prefix_length  # noqa: E731
     ordered = sorted(groups, key=lambda g: (g.prefix_length, max(suffix_length(n, g) for n in g.members)))
-    for window in _chunks(ordered, lambda g: sum(weight(n) for n in g.members), batch_size):
+    for window in chunks(ordered, lambda g: sum(weight(n) for n in g.members), batch_size):
         prefixes = [prompts[g.members[0]][0][:g.prefix_length] for g in window]
-        ids, mask = left_padded(prefixes, encoder.tokenizer.pad_token_id)
+        ids, mask = padded(prefixes, encoder.tokenizer.pad_token_id, left=True)
         inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
         inputs.update(image_inputs([encoder.pixels(prompts[g.members[0]][1]) for g in window], ids))
         inputs = {k: v.to(parameter.device) for k, v in inputs.items()}
@@ -165,7 +139,7 @@ def shared_batches(model, encoder: Encoder, prompts: list[tuple[list[int], objec
 
         rows = [(slot, n) for slot, g in enumerate(window) for n in g.members]
         rows.sort(key=lambda row: suffix_length(row[1], window[row[0]]))
-        for chosen in _chunks(rows, lambda row: weight(row[1]), batch_size):
+        for chosen in chunks(rows, lambda row: weight(row[1]), batch_size):
             slots = torch.tensor([slot for slot, _ in chosen], device=parameter.device)
             yield SharedBatch([n for _, n in chosen], inputs["input_ids"].index_select(0, slots),
                               inputs["attention_mask"].index_select(0, slots), _select_rows(cache, slots),
@@ -179,7 +153,7 @@ def run_groups(model, encoder: Encoder, prompts: list[tuple[list[int], object]],
     right-padded after the prefix, logits taken at each prompt's own last token."""
     device = next(model.parameters()).device
     for batch in shared_batches(model, encoder, prompts, groups, batch_size, weight):
-        suffix_ids, suffix_mask = (t.to(device) for t in right_padded(batch.suffixes, encoder.tokenizer.pad_token_id))
+        suffix_ids, suffix_mask = (t.to(device) for t in padded(batch.suffixes, encoder.tokenizer.pad_token_id))
         attention = torch.cat([batch.prefix_mask, suffix_mask], dim=1)
         positions = batch.prefix_mask.sum(-1, keepdim=True) + torch.arange(suffix_ids.shape[1], device=device)
         output = model(input_ids=suffix_ids, attention_mask=attention, position_ids=positions,
